@@ -1,0 +1,125 @@
+"""Message contracts: input post, output result, dead letter (pydantic v2, versioned).
+
+These are the contracts dashboards and downstream consumers depend on. `lrsa schemas --out DIR`
+exports them as JSON Schema files (committed under schemas/); a test keeps the files in sync.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = "1.0"
+
+Sentiment = Literal["positive", "neutral", "negative"]
+
+
+class ImageUrl(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=1)
+
+
+class ImageB64(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    b64: str = Field(min_length=1)
+
+
+class Post(BaseModel):
+    """An input social post. Unknown top-level fields are moved into `meta`, never rejected."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1)
+    text: str
+    image: ImageUrl | ImageB64 | None = None
+    lang: str | None = None
+    created_at: datetime | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _extras_into_meta(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        known = set(cls.model_fields)
+        extras = {k: v for k, v in data.items() if k not in known}
+        if not extras:
+            return data
+        meta = data.get("meta") or {}
+        if not isinstance(meta, dict):
+            return data  # let field validation report the bad `meta`
+        kept = {k: v for k, v in data.items() if k in known}
+        kept["meta"] = {**extras, **meta}
+        return kept
+
+    def image_bytes(self) -> bytes | None:
+        """The decoded inline image, or None for no image / an image given by URL."""
+        if isinstance(self.image, ImageB64):
+            return base64.b64decode(self.image.b64, validate=True)
+        return None
+
+
+class Aspect(BaseModel):
+    term: str
+    start: int = Field(ge=0, description="character offset of the term in the post text")
+    end: int = Field(ge=0, description="exclusive end offset; text[start:end] == term")
+    sentiment: Sentiment
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
+class SourceRef(BaseModel):
+    topic: str
+    partition: int
+    offset: int
+
+
+class Result(BaseModel):
+    """One output record per valid post, keyed by post id on the output topic."""
+
+    schema_version: str = SCHEMA_VERSION
+    post_id: str
+    aspects: list[Aspect]
+    rationale: str | None = None
+    model: dict[str, str] = Field(default_factory=dict, description="component -> version")
+    timings_ms: dict[str, float] = Field(default_factory=dict, description="stage -> milliseconds")
+    source: SourceRef
+
+
+class DeadLetterReason(str, Enum):
+    invalid_json = "invalid_json"
+    schema_violation = "schema_violation"
+    empty_text = "empty_text"
+    text_too_long = "text_too_long"
+    image_undecodable = "image_undecodable"
+    image_too_large = "image_too_large"
+
+
+class ErrorInfo(BaseModel):
+    reason: DeadLetterReason
+    error_class: str
+    message: str
+
+
+class DeadLetter(BaseModel):
+    """A post that could not be processed, with the original bytes and why."""
+
+    schema_version: str = SCHEMA_VERSION
+    original_b64: str = Field(description="the message value exactly as consumed, base64")
+    original_key_b64: str | None = None
+    error: ErrorInfo
+    source: SourceRef
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def original(self) -> bytes:
+        return base64.b64decode(self.original_b64)
+
+
+ALL_SCHEMAS: dict[str, type[BaseModel]] = {
+    "post": Post,
+    "result": Result,
+    "dead_letter": DeadLetter,
+}

@@ -1,0 +1,55 @@
+"""`lrsa` console script. Each room registers its own subcommands; heavy imports happen inside
+the command functions so that `lrsa --help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Modules exposing `register(sub, bench)`; sub/bench are argparse subparser groups.
+COMMAND_MODULES = [
+    "lrsa.cli",
+    "workers.cli",
+    "serving.cli",
+    "training.cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lrsa",
+        description="Real-time multimodal aspect-based sentiment analysis (LRSA) over social streams.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    bench_parser = sub.add_parser("bench", help="benchmarks that print measured ratios")
+    bench = bench_parser.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue  # that room has no commands yet
+        module.register(sub, bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

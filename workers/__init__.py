@@ -1,0 +1,1 @@
+"""Streaming workers: Ray actors, Kafka I/O, offsets, backpressure, metrics, the `lrsa run` entry."""
