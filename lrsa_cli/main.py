@@ -10,10 +10,13 @@ import sys
 
 # Modules exposing `register(sub, bench)`; sub/bench are argparse subparser groups.
 COMMAND_MODULES = [
-    "lrsa.cli",
-    "workers.cli",
-    "serving.cli",
-    "training.cli",
+    "lrsa.cli",                  # schemas
+    "lrsa.rationale.cli",        # bench rationale
+    "workers.cli",               # run, produce, stack, bench pipeline
+    "workers.scorer_cli",        # bench scorer
+    "serving.cli",               # serve, export
+    "training.cli",              # train, eval, ablations
+    "training.rationales_cli",   # rationales (batch job)
 ]
 
 
@@ -30,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:
-            if e.name != name:
+            if not e.name or not name.startswith(e.name):
                 raise
             continue  # that room has no commands yet
         module.register(sub, bench)

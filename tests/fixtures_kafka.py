@@ -1,0 +1,1 @@
+"""Kafka fixtures (owned by the streaming backbone)."""

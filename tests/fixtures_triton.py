@@ -1,0 +1,1 @@
+"""Triton fixtures (owned by serving)."""
