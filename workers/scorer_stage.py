@@ -1,0 +1,318 @@
+"""Score stage: the fused SLM behind Triton, called from the pipeline's Ray actors.
+
+Per batch: tokenise here (lrsa.predict.encode_batch, see docs/serving.md for why client side),
+split into requests of `request_batch_size` posts sent concurrently over gRPC (Triton's dynamic
+batcher merges them with other workers' requests), decode the logits into aspects with character
+offsets. A failed call is retried with exponential backoff and jitter; repeated failures open a
+circuit breaker and the stage raises TransientError, so the pipeline waits and does not commit
+(posts are never dead-lettered because the server is down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+from prometheus_client import Counter, Gauge, Histogram
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from lrsa.settings import LrsaSettings
+from workers.circuit import Backoff, CircuitBreaker, CircuitState, call_with_retries
+from workers.stage_api import TransientError, WorkItem
+
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter("lrsa_scorer_requests_total", "Triton inference requests sent by the scorer", ["outcome"])
+FAILURES = Counter("lrsa_scorer_failures_total", "Failed scorer calls by kind", ["kind"])
+RETRIES = Counter("lrsa_scorer_retries_total", "Retries of a failed Triton call")
+LATENCY = Histogram("lrsa_scorer_request_seconds", "Latency of one scorer call to Triton (all its requests)",
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+BATCH_SIZE = Histogram("lrsa_scorer_batch_posts", "Posts per scorer batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+CIRCUIT = Gauge("lrsa_scorer_circuit_state", "Scorer circuit breaker: 0 closed, 1 half-open, 2 open")
+POSTS = Counter("lrsa_scorer_posts_total", "Posts scored")
+
+# gRPC statuses that a retry cannot fix: the request itself is wrong.
+PERMANENT_STATUSES = {"StatusCode.INVALID_ARGUMENT", "StatusCode.UNIMPLEMENTED"}
+MAX_GRPC_MESSAGE = 2**31 - 1
+
+
+class ScorerSettings(LrsaSettings):
+    """Client side of the Triton-hosted fused SLM (env LRSA_SCORER_<FIELD>)."""
+
+    model_config = SettingsConfigDict(env_prefix="LRSA_SCORER_", env_nested_delimiter="__", extra="ignore")
+
+    url: str = Field("127.0.0.1:8001", description="Triton gRPC address host:port")
+    protocol: Literal["grpc"] = Field("grpc", description="wire protocol (gRPC only)")
+    model_name: str = Field("lrsa_fused", description="model in the Triton repository (lrsa_fused | lrsa_fused_onnx)")
+    model_version: str = Field("", description="model version; empty = the server's latest")
+    checkpoint: Path | None = Field(None, description="checkpoint folder of the served model: its tokenizer "
+                                                      "and config are used to encode posts client side")
+    timeout_s: float = Field(10.0, gt=0, description="per-request timeout (seconds)")
+    retries: int = Field(3, ge=0, description="retries of a failed call before giving up on this attempt")
+    backoff_base_s: float = Field(0.1, gt=0, description="first retry delay (doubles each retry, full jitter)")
+    backoff_max_s: float = Field(2.0, gt=0, description="longest retry delay")
+    circuit_failures: int = Field(3, ge=1, description="consecutive failed calls that open the circuit")
+    circuit_reset_s: float = Field(2.0, gt=0, description="time the circuit stays open before a trial call")
+    request_batch_size: int = Field(32, ge=1, description="posts per Triton request; a batch is split into "
+                                                          "requests sent concurrently")
+    concurrency: int = Field(4, ge=1, description="requests in flight per scorer at most")
+    pad_multiple: int = Field(16, ge=1, description="pad token lengths to a multiple of this (fewer distinct "
+                                                    "shapes, so Triton batches more requests together)")
+    client: Literal["aio", "sync"] = Field("aio", description="tritonclient gRPC flavour: asyncio client on a "
+                                                              "private loop thread, or sync client on a thread pool")
+    ssl: bool = Field(False, description="use TLS to reach Triton")
+    root_certificates: Path | None = Field(None, description="PEM root certificates (TLS)")
+    private_key: Path | None = Field(None, description="PEM client private key (mutual TLS)")
+    certificate_chain: Path | None = Field(None, description="PEM client certificate chain (mutual TLS)")
+    headers: dict[str, str] = Field(default_factory=dict, description="extra gRPC metadata sent with each "
+                                                                      "request, e.g. an auth token")
+    reconnect_backoff_max_ms: int = Field(1000, ge=100, description="cap of gRPC's reconnect backoff, so that a "
+                                                                    "restarted server is found again quickly")
+
+
+class Transport(Protocol):
+    def infer_many(self, requests: list[dict[str, np.ndarray]]) -> list[np.ndarray]: ...
+    def ready(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+def _channel_args(s: ScorerSettings) -> list[tuple[str, int]]:
+    # Passing channel args replaces tritonclient's defaults, so the message limits are repeated.
+    return [("grpc.max_send_message_length", MAX_GRPC_MESSAGE),
+            ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", s.reconnect_backoff_max_ms)]
+
+
+def _client_kwargs(s: ScorerSettings) -> dict:
+    return dict(url=s.url, ssl=s.ssl, channel_args=_channel_args(s),
+                root_certificates=str(s.root_certificates) if s.root_certificates else None,
+                private_key=str(s.private_key) if s.private_key else None,
+                certificate_chain=str(s.certificate_chain) if s.certificate_chain else None)
+
+
+def _inputs(module, arrays: dict[str, np.ndarray]) -> list:
+    inputs = []
+    for name, array in arrays.items():
+        x = module.InferInput(name, list(array.shape), "INT64")
+        x.set_data_from_numpy(np.ascontiguousarray(array, dtype=np.int64))
+        inputs.append(x)
+    return inputs
+
+
+class AioTransport:
+    """tritonclient.grpc.aio on an event loop owned by a private thread: Ray actor methods are
+    synchronous, so process() hands the coroutines to that loop and waits for them."""
+
+    def __init__(self, s: ScorerSettings):
+        import tritonclient.grpc.aio as grpcclient
+
+        self._module, self._s = grpcclient, s
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="scorer-grpc-loop", daemon=True)
+        self._thread.start()
+        self._client = self._run(self._make_client())
+        self._limit = asyncio.Semaphore(s.concurrency)
+
+    async def _make_client(self):
+        return self._module.InferenceServerClient(**_client_kwargs(self._s))
+
+    def _run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    async def _infer(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        async with self._limit:
+            result = await self._client.infer(self._s.model_name, _inputs(self._module, arrays),
+                                              model_version=self._s.model_version,
+                                              client_timeout=self._s.timeout_s, headers=self._s.headers)
+        return result.as_numpy("logits")
+
+    async def _gather(self, requests: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        return list(await asyncio.gather(*(self._infer(r) for r in requests)))
+
+    def infer_many(self, requests: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        return self._run(self._gather(requests))
+
+    async def _ready(self) -> bool:
+        kw = dict(headers=self._s.headers, client_timeout=min(self._s.timeout_s, 2.0))
+        return (await self._client.is_server_ready(**kw)
+                and await self._client.is_model_ready(self._s.model_name, self._s.model_version, **kw))
+
+    def ready(self) -> bool:
+        return self._run(self._ready())
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            self._run(self._client.close())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+
+
+class SyncTransport:
+    """tritonclient.grpc (blocking) on a thread pool: concurrent requests without an event loop."""
+
+    def __init__(self, s: ScorerSettings):
+        import tritonclient.grpc as grpcclient
+
+        self._module, self._s = grpcclient, s
+        self._client = grpcclient.InferenceServerClient(**_client_kwargs(s))
+        self._pool = ThreadPoolExecutor(s.concurrency, thread_name_prefix="scorer-grpc")
+
+    def _infer(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        result = self._client.infer(self._s.model_name, _inputs(self._module, arrays),
+                                    model_version=self._s.model_version,
+                                    client_timeout=self._s.timeout_s, headers=self._s.headers)
+        return result.as_numpy("logits")
+
+    def infer_many(self, requests: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        return list(self._pool.map(self._infer, requests))
+
+    def ready(self) -> bool:
+        kw = dict(headers=self._s.headers, client_timeout=min(self._s.timeout_s, 2.0))
+        return (self._client.is_server_ready(**kw)
+                and self._client.is_model_ready(self._s.model_name, self._s.model_version, **kw))
+
+    def close(self) -> None:
+        self._pool.shutdown()
+        self._client.close()
+
+
+def failure_kind(e: Exception) -> str:
+    status = e.status() if hasattr(e, "status") else None
+    if isinstance(e, (TimeoutError, asyncio.TimeoutError)) or status == "StatusCode.DEADLINE_EXCEEDED":
+        return "timeout"
+    if status == "StatusCode.UNAVAILABLE":
+        return "unavailable"
+    if status in PERMANENT_STATUSES:
+        return "invalid_request"
+    return "server_error"
+
+
+class ScorerError(RuntimeError):
+    """Triton rejected the request itself (a bug, not an outage): retrying cannot help."""
+
+
+class ScoreProcessor:
+    """workers.stage_api.StageProcessor that scores posts with the Triton-hosted fused SLM."""
+
+    name = "score"
+
+    def __init__(self, settings: ScorerSettings | None = None):
+        from transformers import AutoTokenizer
+
+        from lrsa.model import load_config
+
+        self.settings = s = settings or ScorerSettings()
+        if s.checkpoint is None:
+            raise ValueError("ScorerSettings.checkpoint (LRSA_SCORER_CHECKPOINT) must name the served checkpoint")
+        self.model_config = load_config(s.checkpoint)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(s.checkpoint))
+        self.transport: Transport = (AioTransport if s.client == "aio" else SyncTransport)(s)
+        self.circuit = CircuitBreaker(s.circuit_failures, s.circuit_reset_s, on_change=self._circuit_changed)
+        self.backoff = Backoff(s.backoff_base_s, s.backoff_max_s)
+        CIRCUIT.set(CircuitState.closed)
+
+    def process(self, items: list[WorkItem]) -> list[WorkItem]:
+        from lrsa.predict import decode_batch, encode_batch
+
+        if not items:
+            return items
+        t0 = time.perf_counter()
+        texts = [it.post.text for it in items]
+        tensors, meta = encode_batch(self.tokenizer, self.model_config, texts,
+                                     [it.rationale for it in items], [it.image_description for it in items],
+                                     return_tensors="np")
+        step = self.settings.request_batch_size
+        requests = [{k: self._pad(v[i:i + step]) for k, v in tensors.items()} for i in range(0, len(items), step)]
+        BATCH_SIZE.observe(len(items))
+        logits = self._call(requests)
+        aspects = [a for i, part in enumerate(logits)
+                   for a in decode_batch(part, meta[i * step:(i + 1) * step], texts[i * step:(i + 1) * step])]
+        elapsed_ms = (time.perf_counter() - t0) * 1000
+        versions = self.versions()
+        for item, found in zip(items, aspects):
+            item.aspects = found
+            item.timings_ms[self.name] = elapsed_ms
+            item.model_versions.update(versions)
+        POSTS.inc(len(items))
+        return items
+
+    def versions(self) -> dict[str, str]:
+        version = self.settings.model_version or "latest"
+        return {"slm": f"triton:{self.settings.model_name}/{version}", "slm_checkpoint": Path(self.settings.checkpoint).name}
+
+    def healthy(self) -> bool:
+        """Circuit closed, or (while it is not) the server says it and the model are ready."""
+        if self.circuit.state is CircuitState.closed:
+            return True
+        return self._probe()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def _pad(self, array: np.ndarray) -> np.ndarray:
+        """Right-pad token ids/masks with 0 to a multiple of pad_multiple (no effect on results:
+        padded positions are masked out)."""
+        extra = -array.shape[1] % self.settings.pad_multiple
+        return np.pad(array, ((0, 0), (0, extra))) if extra else array
+
+    def _call(self, requests: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """All requests of one batch, through the circuit breaker and the retry loop."""
+        if not self.circuit.allow():
+            FAILURES.labels("circuit_open").inc()
+            raise TransientError(f"Triton at {self.settings.url} is unavailable (circuit open)")
+        if self.circuit.state is CircuitState.half_open and not self._probe():
+            self.circuit.record_failure()
+            FAILURES.labels("not_ready").inc()
+            raise TransientError(f"Triton at {self.settings.url} is not ready (health check)")
+        start = time.perf_counter()
+        try:
+            logits = call_with_retries(lambda: self._send(requests), retries=self.settings.retries,
+                                       backoff=self.backoff, retryable=lambda e: not isinstance(e, ScorerError),
+                                       on_retry=self._on_retry)
+        except ScorerError:
+            self.circuit.record_success()  # the server answered: it is up
+            raise
+        except Exception as e:
+            self.circuit.record_failure()
+            raise TransientError(f"Triton call failed after {self.settings.retries} retries: "
+                                 f"{failure_kind(e)}: {e}") from e
+        LATENCY.observe(time.perf_counter() - start)
+        self.circuit.record_success()
+        return logits
+
+    def _send(self, requests: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        try:
+            out = self.transport.infer_many(requests)
+        except Exception as e:
+            kind = failure_kind(e)
+            REQUESTS.labels("error").inc(len(requests))
+            FAILURES.labels(kind).inc()
+            if kind == "invalid_request":
+                raise ScorerError(str(e)) from e
+            raise
+        REQUESTS.labels("ok").inc(len(requests))
+        return out
+
+    def _on_retry(self, e: Exception, attempt: int) -> None:
+        RETRIES.inc()
+        log.warning("Triton call failed (%s), retry %d/%d", failure_kind(e), attempt + 1, self.settings.retries)
+
+    def _probe(self) -> bool:
+        try:
+            return bool(self.transport.ready())
+        except Exception:
+            return False
+
+    @staticmethod
+    def _circuit_changed(state: CircuitState) -> None:
+        CIRCUIT.set(state)
+        log.warning("scorer circuit breaker -> %s", state.name)
