@@ -1,1 +1,43 @@
-"""Kafka fixtures (owned by the streaming backbone)."""
+"""Kafka fixtures (owned by the streaming backbone): one real embedded broker per test session,
+on free loopback ports in a temp dir, and a factory of fresh uniquely named topics."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from workers.kafka_stack import KafkaStack, create_topics
+
+
+@pytest.fixture(scope="session")
+def kafka_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaStack]:
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    stack = KafkaStack(tmp_path_factory.mktemp("kafka"), port=0, heap="384m")
+    try:
+        stack.up()
+    except Exception as e:  # no java / no jars and no network: say why instead of a stack trace
+        pytest.skip(f"embedded Kafka could not start: {e}")
+    yield stack
+    stack.down()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_stack: KafkaStack) -> str:
+    return kafka_stack.bootstrap
+
+
+@pytest.fixture
+def kafka_topic(kafka_bootstrap: str) -> Callable[..., str]:
+    """make(prefix, partitions=...) -> a new topic name, created on the broker."""
+    counter = itertools.count()
+
+    def make(prefix: str = "t", partitions: int = 1) -> str:
+        name = f"{prefix}-{os.getpid()}-{next(counter)}-{os.urandom(3).hex()}"
+        create_topics(kafka_bootstrap, [name], partitions)
+        return name
+
+    return make

@@ -1,0 +1,46 @@
+"""The embedded broker: starts, takes large messages, restarts on the same data, stops."""
+
+from __future__ import annotations
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from workers.config import MAX_MESSAGE_BYTES
+from workers.kafka_stack import KafkaStack
+
+pytestmark = pytest.mark.kafka
+
+
+def test_large_message_round_trip(kafka_bootstrap: str, kafka_topic) -> None:
+    topic = kafka_topic("big")
+    payload = b"x" * (15 * 1024 * 1024)  # a 10 MB image as base64 is ~14 MB
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, max_request_size=MAX_MESSAGE_BYTES, acks="all")
+    producer.send(topic, payload).get(timeout=30)
+    producer.close()
+    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                             max_partition_fetch_bytes=MAX_MESSAGE_BYTES, fetch_max_bytes=MAX_MESSAGE_BYTES,
+                             consumer_timeout_ms=15000)
+    values = [m.value for m in consumer]
+    consumer.close()
+    assert len(values) == 1 and values[0] == payload
+
+
+@pytest.mark.slow
+def test_restart_keeps_data(tmp_path) -> None:
+    stack = KafkaStack(tmp_path / "k", port=0, heap="256m")
+    try:
+        stack.up()
+        producer = KafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+        producer.send("kept", b"hello").get(timeout=30)
+        producer.close()
+        assert stack.down() and stack.running_pid() is None
+        again = KafkaStack(tmp_path / "k")  # ports come back from the data dir
+        assert again.bootstrap == stack.bootstrap
+        again.up()
+        consumer = KafkaConsumer("kept", bootstrap_servers=again.bootstrap, auto_offset_reset="earliest",
+                                 consumer_timeout_ms=10000)
+        assert [m.value for m in consumer] == [b"hello"]
+        consumer.close()
+    finally:
+        stack.down()
+    assert not stack.down()  # nothing left running

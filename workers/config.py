@@ -1,0 +1,97 @@
+"""Settings of the streaming worker (`lrsa run`) and the embedded Kafka stack (`lrsa stack`).
+
+Every field is an env var LRSA_<FIELD> and (for the commands that expose it) a flag; the README's
+configuration reference is generated from the descriptions here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from lrsa.settings import LrsaSettings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Kafka's own limit is per record batch; 16 MiB + headroom fits a 10 MB image as base64 (~14 MB).
+MAX_MESSAGE_BYTES = 20 * 1024 * 1024
+
+
+class KafkaClientSettings(LrsaSettings):
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated")
+    max_message_bytes: int = Field(MAX_MESSAGE_BYTES, description="largest message the clients send or fetch (bytes)")
+
+
+class WorkerSettings(KafkaClientSettings):
+    """`lrsa run`: the consumer group of ingest actors and the stage pools behind it."""
+
+    input_topic: str = Field("posts", description="topic the posts are consumed from")
+    output_topic: str = Field("results", description="topic results are written to, keyed by post id")
+    dlq_topic: str = Field("posts.dlq", description="dead-letter topic for posts that can never succeed")
+    group_id: str = Field("lrsa", description="Kafka consumer group of the ingest actors")
+    auto_offset_reset: str = Field("earliest", description="where a group without a commit starts: earliest|latest")
+
+    ingest_actors: int = Field(1, ge=1, description="ingest actors = consumer group members (partitions spread over them)")
+    ingest_num_cpus: float = Field(0.5, ge=0, description="Ray CPUs reserved per ingest actor")
+    poll_max_records: int = Field(1000, ge=1, description="max records per consumer poll")
+    commit_interval_ms: int = Field(500, ge=10, description="how often done offsets are committed (batched manual commits)")
+    exactly_once: bool = Field(False, description="transactional output + offsets (Kafka transactions); "
+                                                   "read the output with isolation_level=read_committed")
+    transaction_timeout_ms: int = Field(60_000, description="broker-side timeout of an open transaction (exactly-once mode)")
+
+    batch_size: int = Field(32, ge=1, description="posts per stage call (max batch size)")
+    batch_max_wait_ms: int = Field(20, ge=0, description="longest a partial batch waits before it is sent on (latency bound)")
+    max_inflight_batches: int = Field(4, ge=1, description="batches in flight per stage per ingest actor; "
+                                                             "when full the partitions are paused (backpressure)")
+    retry_initial_s: float = Field(0.5, gt=0, description="first backoff after a transient stage failure (doubles, with jitter)")
+    retry_max_s: float = Field(30.0, gt=0, description="longest backoff between retries of a failed batch")
+
+    rationale_enabled: bool = Field(False, description="run the rationale stage (off: posts pass through without rationale)")
+    rationale_processor: str = Field("workers.rationale_stage:RationaleProcessor",
+                                     description="dotted path module:Class of the rationale StageProcessor")
+    rationale_pool_min: int = Field(1, ge=1, description="rationale actors started")
+    rationale_pool_max: int = Field(1, ge=1, description="rationale actors at most (grown while its queue stays full)")
+    rationale_num_gpus: float = Field(0.0, ge=0, description="GPUs per rationale actor (0: no GPU is asked of Ray)")
+    rationale_num_cpus: float = Field(1.0, ge=0, description="Ray CPUs per rationale actor")
+
+    score_enabled: bool = Field(False, description="run the score stage (off: results carry no aspects)")
+    score_processor: str = Field("workers.scorer_stage:ScoreProcessor",
+                                 description="dotted path module:Class of the score StageProcessor")
+    score_pool_min: int = Field(1, ge=1, description="score actors started")
+    score_pool_max: int = Field(1, ge=1, description="score actors at most (grown while its queue stays full)")
+    score_num_gpus: float = Field(0.0, ge=0, description="GPUs per score actor (0: no GPU is asked of Ray)")
+    score_num_cpus: float = Field(0.5, ge=0, description="Ray CPUs per score actor")
+
+    max_text_chars: int = Field(10_000, ge=1, description="longer post text is dead-lettered (text_too_long)")
+    max_image_bytes: int = Field(10 * 1024 * 1024, ge=1, description="larger decoded images are dead-lettered (image_too_large)")
+
+    metrics_host: str = Field("127.0.0.1", description="address of the Prometheus /metrics endpoint")
+    metrics_port: int = Field(9464, ge=0, description="port of the Prometheus /metrics endpoint (0: pick a free one)")
+    metrics_interval_s: float = Field(1.0, gt=0, description="how often actors report metrics and lag is measured")
+
+    ray_address: str | None = Field(None, description="join this Ray cluster instead of starting a local one")
+    ray_num_cpus: int | None = Field(None, description="CPUs of the local Ray (default: the machine's count, at least 4)")
+    exit_when_idle: float | None = Field(None, description="stop cleanly once the input is drained and "
+                                                            "nothing arrived for this many seconds")
+
+    def stage_settings(self) -> list[tuple[str, str, int, int, float, float]]:
+        """(name, processor path, pool min, pool max, gpus, cpus) of every enabled stage, in order."""
+        stages = []
+        if self.rationale_enabled:
+            stages.append(("rationale", self.rationale_processor, self.rationale_pool_min,
+                           self.rationale_pool_max, self.rationale_num_gpus, self.rationale_num_cpus))
+        if self.score_enabled:
+            stages.append(("score", self.score_processor, self.score_pool_min,
+                           self.score_pool_max, self.score_num_gpus, self.score_num_cpus))
+        return stages
+
+
+class StackSettings(LrsaSettings):
+    """`lrsa stack`: the embedded single-node Kafka (KRaft) on loopback."""
+
+    kafka_dir: Path = Field(REPO_ROOT / ".cache" / "kafka", description="data dir of the embedded broker (logs, state)")
+    kafka_port: int | None = Field(None, ge=0, description="broker port on 127.0.0.1 (none: the data dir's, else 9092; 0: a free one)")
+    kafka_controller_port: int = Field(0, ge=0, description="KRaft controller port (0: pick a free one)")
+    kafka_heap: str = Field("512m", description="JVM max heap of the broker")
+    kafka_partitions: int = Field(4, ge=1, description="partitions of the topics `stack up` creates")
+    kafka_topics: str = Field("posts,results,posts.dlq", description="topics `stack up` creates, comma separated")

@@ -1,0 +1,220 @@
+"""The embedded local Kafka: one KRaft node (broker + controller) on loopback, run from the jars
+that deploy/kafka/pom.xml fetches from Maven Central.
+
+`KafkaStack(dir).up()` formats the storage once, starts `kafka.Kafka` as a detached JVM and waits
+until it answers; `down()` stops it with SIGTERM (a clean shutdown), SIGKILL as a last resort.
+State (pid, ports) lives in `<dir>/stack.json` so that `lrsa stack down` works from another process.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from workers.config import MAX_MESSAGE_BYTES, REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+KAFKA_DEPLOY = REPO_ROOT / "deploy" / "kafka"
+LIB_DIR = KAFKA_DEPLOY / "target" / "lib"
+LOG4J_CONFIG = KAFKA_DEPLOY / "log4j2.properties"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_jars(lib_dir: Path = LIB_DIR) -> Path:
+    """Fetch the broker jars with Maven on first use; later calls reuse them."""
+    if not list(lib_dir.glob("kafka_2.13-*.jar")):
+        log.info("fetching the Kafka jars from Maven Central into %s (first start only)", lib_dir)
+        subprocess.run(["mvn", "-q", "-B", "-f", str(KAFKA_DEPLOY / "pom.xml"),
+                        "dependency:copy-dependencies"], check=True)
+    return lib_dir
+
+
+@dataclass
+class StackState:
+    pid: int | None
+    port: int
+    controller_port: int
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": 1,
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": data_dir / "logs",
+        "num.partitions": 4,
+        "auto.create.topics.enable": "true",
+        # Single node: the internal topics cannot have more than one replica.
+        "offsets.topic.replication.factor": 1,
+        "offsets.topic.num.partitions": 4,
+        "transaction.state.log.replication.factor": 1,
+        "transaction.state.log.min.isr": 1,
+        "transaction.state.log.num.partitions": 4,
+        "share.coordinator.state.topic.replication.factor": 1,
+        "group.initial.rebalance.delay.ms": 0,
+        # Room for a 10 MB image as base64 (~14 MB) in one record.
+        "message.max.bytes": MAX_MESSAGE_BYTES,
+        "replica.fetch.max.bytes": MAX_MESSAGE_BYTES,
+        "socket.request.max.bytes": 4 * MAX_MESSAGE_BYTES,
+        "num.network.threads": 2,
+        "num.io.threads": 2,
+        "log.retention.hours": 24,
+    }
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+class KafkaStack:
+    def __init__(self, data_dir: Path, port: int | None = None, controller_port: int = 0, heap: str = "512m"):
+        """port None: the data dir's port, else 9092; 0: a free port. Same for controller_port."""
+        self.dir = Path(data_dir)
+        self.heap = heap
+        saved = self._load()
+        # Ports chosen once stay with the data dir: the quorum address is part of the cluster.
+        if saved and not port:
+            self.port, self.controller_port = saved.port, saved.controller_port
+        else:
+            self.port = free_port() if port == 0 else (port or 9092)
+            self.controller_port = controller_port or free_port()
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "stack.json"
+
+    def _load(self) -> StackState | None:
+        try:
+            return StackState(**json.loads(self.state_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def _save(self, pid: int | None) -> None:
+        self.state_file.write_text(json.dumps(asdict(StackState(pid, self.port, self.controller_port))))
+
+    def _java(self, main: str, *args: str, heap: str = "256m") -> list[str]:
+        return ["java", f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", f"-Dkafka.logs.dir={self.dir}",
+                "-cp", f"{ensure_jars()}/*", main, *args]
+
+    def running_pid(self) -> int | None:
+        state = self._load()
+        if state is None or state.pid is None:
+            return None
+        try:
+            os.kill(state.pid, 0)
+        except ProcessLookupError:
+            return None
+        return state.pid
+
+    def up(self, timeout_s: float = 90.0) -> str:
+        """Start the broker (formatting its storage on first use); returns the bootstrap address."""
+        if self.running_pid():
+            log.info("Kafka already running at %s", self.bootstrap)
+            return self.bootstrap
+        self.dir.mkdir(parents=True, exist_ok=True)
+        props = self.dir / "server.properties"
+        props.write_text(_server_properties(self.dir, self.port, self.controller_port))
+        if not (self.dir / "logs" / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id,
+                                      "-c", str(props)), check=True, capture_output=True)
+        out = open(self.dir / "broker.out", "ab")
+        proc = subprocess.Popen(self._java("kafka.Kafka", str(props), heap=self.heap),
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)  # survives the launching shell
+        out.close()
+        self._save(proc.pid)
+        log.info("starting Kafka (pid %d) at %s, data in %s", proc.pid, self.bootstrap, self.dir)
+        self._wait_ready(proc, timeout_s)
+        return self.bootstrap
+
+    def _wait_ready(self, proc: subprocess.Popen, timeout_s: float) -> None:
+        from kafka import KafkaAdminClient
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"Kafka exited with {proc.returncode}; see {self.dir / 'broker.out'} "
+                                   f"and {self.dir / 'server.log'}")
+            try:
+                admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+                try:
+                    admin.describe_cluster()
+                    return
+                finally:
+                    admin.close()
+            except Exception:  # not listening yet
+                time.sleep(0.5)
+        self.down()
+        raise TimeoutError(f"Kafka did not answer at {self.bootstrap} within {timeout_s}s")
+
+    def down(self, timeout_s: float = 30.0) -> bool:
+        """Stop the broker cleanly; returns whether one was running."""
+        pid = self.running_pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        if _alive(pid):
+            log.warning("Kafka (pid %d) ignored SIGTERM for %ss; killing it", pid, timeout_s)
+            os.kill(pid, signal.SIGKILL)
+        self._save(None)
+        return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def create_topics(bootstrap: str, names: list[str], partitions: int = 4) -> None:
+    """Create the topics that do not exist yet, sized for large messages."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        missing = [n for n in names if n not in set(admin.list_topics())]
+        if missing:
+            admin.create_topics(
+                {n: {"num_partitions": partitions, "replication_factor": 1,
+                     "configs": {"max.message.bytes": str(MAX_MESSAGE_BYTES)}} for n in missing},
+                wait_for_metadata=True)
+    finally:
+        admin.close()
