@@ -1,0 +1,70 @@
+"""The tritonserver launcher against a real tritonserver process (Python backend, tiny model)."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serving.triton_server import PYTHON_MODEL, TritonServer, render_repository, set_parameter
+
+pytestmark = pytest.mark.triton
+
+
+def _metrics(server: TritonServer) -> str:
+    with urllib.request.urlopen(server.metrics_url, timeout=5) as r:
+        return r.read().decode()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_render_repository_points_the_model_at_the_checkpoint(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    repo = render_repository(tmp_path, tiny_checkpoint, instance_count=2, threads=3, max_queue_delay_us=500)
+    config = (repo / PYTHON_MODEL / "config.pbtxt").read_text()
+    assert f'string_value: "{tiny_checkpoint.resolve()}"' in config
+    assert 'key: "torch_threads" value: { string_value: "3" }' in config
+    assert "count: 2" in config and "max_queue_delay_microseconds: 500" in config
+    assert (repo / PYTHON_MODEL / "1" / "model.py").exists()
+    with pytest.raises(ValueError):
+        set_parameter(config, "no_such_parameter", "x")
+
+
+def test_server_serves_the_model_and_its_metrics(triton_server: TritonServer) -> None:
+    import tritonclient.grpc as grpcclient
+
+    assert triton_server.ready()
+    client = grpcclient.InferenceServerClient(triton_server.grpc_url)
+    assert client.is_model_ready(PYTHON_MODEL)
+    inputs = []
+    for name in ("input_ids", "attention_mask", "rationale_ids", "rationale_mask", "image_desc_ids", "image_desc_mask"):
+        x = grpcclient.InferInput(name, [2, 5], "INT64")
+        x.set_data_from_numpy(np.ones((2, 5), dtype=np.int64))
+        inputs.append(x)
+    logits = client.infer(PYTHON_MODEL, inputs).as_numpy("logits")
+    assert logits.shape == (2, 5, 7) and np.isfinite(logits).all()
+    client.close()
+    text = _metrics(triton_server)
+    assert f'nv_inference_request_success{{model="{PYTHON_MODEL}",version="1"}}' in text
+
+
+def test_stop_ends_the_process_and_frees_the_ports(start_triton) -> None:
+    server = start_triton()
+    pid = server.pid
+    server.stop()
+    assert not server.running() and not server.ready()
+    assert _port_free(server.grpc_port) and _port_free(server.metrics_port)
+    with pytest.raises(ProcessLookupError):
+        import os
+        os.kill(pid, 0)
+
+
+def test_a_model_that_cannot_load_fails_start_with_the_log(tmp_path: Path, start_triton) -> None:
+    repo = render_repository(tmp_path / "repo", tmp_path / "no-such-checkpoint")
+    with pytest.raises((RuntimeError, TimeoutError), match="no-such-checkpoint"):
+        start_triton(repository=repo)
