@@ -155,9 +155,18 @@ class KafkaStack:
         return self.bootstrap
 
     def _wait_ready(self, proc: subprocess.Popen, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        quiet = logging.getLogger("kafka")
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL)  # refused connections are expected while it starts
+        try:
+            self._poll_ready(proc, deadline)
+        finally:
+            quiet.setLevel(level)
+
+    def _poll_ready(self, proc: subprocess.Popen, deadline: float) -> None:
         from kafka import KafkaAdminClient
 
-        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"Kafka exited with {proc.returncode}; see {self.dir / 'broker.out'} "
@@ -172,7 +181,7 @@ class KafkaStack:
             except Exception:  # not listening yet
                 time.sleep(0.5)
         self.down()
-        raise TimeoutError(f"Kafka did not answer at {self.bootstrap} within {timeout_s}s")
+        raise TimeoutError(f"Kafka did not answer at {self.bootstrap} in time; see {self.dir / 'server.log'}")
 
     def down(self, timeout_s: float = 30.0) -> bool:
         """Stop the broker cleanly; returns whether one was running."""

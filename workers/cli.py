@@ -1,0 +1,95 @@
+"""Commands of the streaming backbone: `lrsa run`, `lrsa produce`, `lrsa stack up|down|status`,
+`lrsa bench pipeline`. Heavy imports (ray, kafka) happen inside the command functions."""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from pathlib import Path
+
+from lrsa.settings import field_help, settings_from_args
+from workers.config import KafkaClientSettings, StackSettings, WorkerSettings
+
+
+def add_settings_flags(p: argparse.ArgumentParser, cls, fields: list[str] | None = None) -> None:
+    """One `--field-name` flag per settings field, default None so env/defaults apply."""
+    for name in fields or list(cls.model_fields):
+        annotation = cls.model_fields[name].annotation
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+            annotation = args[0]
+        flag = "--" + name.replace("_", "-")
+        if annotation is bool:
+            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                           help=field_help(cls, name))
+        else:
+            p.add_argument(flag, dest=name, type=annotation, default=None, metavar=name.upper(),
+                           help=field_help(cls, name))
+
+
+def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="the streaming worker: Kafka -> Ray stages -> Kafka (at-least-once)")
+    add_settings_flags(p, WorkerSettings)
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("produce", help="send posts from a JSONL file to a topic, lines as they are")
+    p.add_argument("--file", type=Path, required=True, help="one JSON post per line")
+    p.add_argument("--topic", default="posts", help="topic to send to (default posts)")
+    add_settings_flags(p, KafkaClientSettings)
+    p.set_defaults(func=_produce)
+
+    p = sub.add_parser("stack", help="the embedded local Kafka (KRaft, loopback)")
+    stack = p.add_subparsers(dest="stack_command", metavar="ACTION", required=True)
+    for action, text in [("up", "start Kafka (format on first use) and create the topics"),
+                         ("down", "stop Kafka cleanly"),
+                         ("status", "print the bootstrap address if Kafka is running")]:
+        a = stack.add_parser(action, help=text)
+        add_settings_flags(a, StackSettings)
+        a.set_defaults(func=_stack)
+
+    from workers.bench_pipeline import BenchSettings
+
+    p = bench.add_parser("pipeline", help="posts/s of the pipeline (stages off) vs a bare kafka-python loop")
+    add_settings_flags(p, BenchSettings)
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.set_defaults(func=_bench)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from workers.pipeline import run_worker
+
+    return run_worker(settings_from_args(WorkerSettings, args))
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from workers.produce import read_lines, send_lines
+
+    n = send_lines(settings_from_args(KafkaClientSettings, args), args.topic, read_lines(args.file))
+    print(f"sent {n} messages to {args.topic}")
+    return 0
+
+
+def _stack(args: argparse.Namespace) -> int:
+    from workers.kafka_stack import KafkaStack, create_topics
+
+    s = settings_from_args(StackSettings, args)
+    stack = KafkaStack(s.kafka_dir, s.kafka_port, s.kafka_controller_port, s.kafka_heap)
+    if args.stack_command == "up":
+        bootstrap = stack.up()
+        create_topics(bootstrap, [t for t in s.kafka_topics.split(",") if t], s.kafka_partitions)
+        print(bootstrap)
+    elif args.stack_command == "down":
+        print("stopped" if stack.down() else "not running")
+    else:
+        if stack.running_pid() is None:
+            print("not running")
+            return 1
+        print(stack.bootstrap)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from workers.bench_pipeline import BenchSettings, run_bench
+
+    return run_bench(settings_from_args(BenchSettings, args), as_json=args.json)

@@ -1,0 +1,424 @@
+"""The ingest actor: one consumer-group member that owns its partitions end to end.
+
+Per poll it validates each record, dead-letters bad ones, sends valid ones in batches through the
+stage pools (or straight on, when no stage is enabled), and emits results with its own producer.
+Only small things come back to it (stage answers); a Kafka commit is made by the member that owns
+the partition, here, and only for offsets whose outputs the broker has acknowledged.
+
+Single-threaded by design: kafka-python's consumer is not thread-safe, and one loop makes the
+ordering of "acknowledged -> committed" easy to see. `stop()` and `drain_metrics()` arrive on other
+threads of the (threaded) Ray actor and only touch thread-safe state.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from lrsa.schemas import DeadLetter, ErrorInfo, Result, SourceRef
+from lrsa.validation import BadPost, Limits, parse_post
+from workers import kafka_io
+from workers.config import WorkerSettings
+from workers.metrics import MetricsBuffer
+from workers.offsets import OffsetTracker
+from workers.stage_api import WorkItem
+from workers.stages import PoolClient
+
+log = logging.getLogger(__name__)
+
+MAX_UNACKED = 20_000  # sends awaiting the broker's ack before the loop waits for them
+
+
+@dataclass
+class Batch:
+    items: list[WorkItem]
+    stage: int = 0            # index into the enabled stages
+    ref: Any = None           # Ray ObjectRef of the running call
+    actor: int = -1
+    attempts: int = 0
+    retry_at: float = 0.0     # > 0: waiting to be resubmitted after a failure
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class Unacked:
+    future: Any
+    tp: TopicPartition
+    offset: int
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, worker: "IngestWorker") -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked):
+        if revoked:
+            self.worker.on_revoked(list(revoked))
+
+    def on_partitions_assigned(self, assigned):
+        log.info("ingest %d assigned %s", self.worker.index, sorted((tp.topic, tp.partition) for tp in assigned))
+
+
+class IngestWorker:
+    def __init__(self, settings: WorkerSettings, index: int, pools: dict[str, list] | None = None) -> None:
+        self.s = settings
+        self.index = index
+        self.stages = [PoolClient(name, (pools or {}).get(name, [])) for name, *_ in settings.stage_settings()]
+        self.limits = Limits(settings.max_text_chars, settings.max_image_bytes)
+        self.metrics = MetricsBuffer()
+        self.tracker = OffsetTracker()
+        self._stop = threading.Event()
+        self._pending: list[WorkItem] = []        # valid posts waiting to fill a batch
+        self._pending_since = 0.0
+        self._batches: list[Batch] = []           # submitted or waiting to retry
+        self._unacked: list[Unacked] = []         # sent, not yet known to be acknowledged
+        self._paused = False
+        self._in_txn = False
+        self._last_commit = time.monotonic()
+        self._last_lag = 0.0
+        self._lag: dict[TopicPartition, int] = {}
+        self._last_record = time.monotonic()
+        self.first_record_at: float | None = None  # wall clock, for throughput measurements
+        self.last_commit_at: float | None = None
+        self.consumed = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        s = self.s
+        txn_id = f"{s.group_id}-ingest-{self.index}" if s.exactly_once else None
+        self.producer = kafka_io.producer(s, transactional_id=txn_id,
+                                          transaction_timeout_ms=s.transaction_timeout_ms) if txn_id \
+            else kafka_io.producer(s)
+        if txn_id:
+            self.producer.init_transactions()  # fences a crashed predecessor, aborts its open transaction
+        self.consumer = kafka_io.consumer(s, group_id=s.group_id, read_committed=s.exactly_once,
+                                          auto_offset_reset=s.auto_offset_reset,
+                                          max_poll_records=s.poll_max_records)
+        self.consumer.subscribe([s.input_topic], listener=_Rebalance(self))
+        log.info("ingest %d consuming %s as group %s (%s)", self.index, s.input_topic, s.group_id,
+                 "exactly-once" if s.exactly_once else "at-least-once")
+        try:
+            while not self._stop.is_set():
+                self._step()
+            self._drain()
+            self._commit()
+        finally:
+            self.consumer.close(autocommit=False)
+            self.producer.close()
+        log.info("ingest %d stopped after %d posts", self.index, self.consumed)
+        return self.status()
+
+    def stop(self) -> None:
+        """Graceful: stop fetching, finish in-flight work, commit, close (from any thread)."""
+        self._stop.set()
+
+    def status(self) -> dict[str, Any]:
+        return {"index": self.index, "idle_s": time.monotonic() - self._last_record,
+                "busy": bool(self._pending or self._batches or self._unacked or self.tracker.pending),
+                "lag": sum(self._lag.values()), "consumed": self.consumed,
+                "first_record_at": self.first_record_at, "last_commit_at": self.last_commit_at,
+                "inflight": {st.stage: self._inflight(i) for i, st in enumerate(self.stages)}}
+
+    def set_stage_actors(self, stage: str, actors: list) -> None:
+        for pool in self.stages:
+            if pool.stage == stage:
+                pool.set_actors(actors)
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        busy = bool(self._batches or self._pending)
+        records = self.consumer.poll(timeout_ms=5 if busy else 100, max_records=self.s.poll_max_records)
+        start = time.perf_counter()
+        n = 0
+        for tp, recs in records.items():
+            for r in recs:
+                self._handle(tp, r)
+            n += len(recs)
+        if n:
+            self._record_consumed(n, start)
+        if self._pending and (len(self._pending) >= self.s.batch_size or
+                              time.monotonic() - self._pending_since >= self.s.batch_max_wait_ms / 1000):
+            self._submit_pending()
+        if self._batches:
+            self._advance()
+        self._backpressure()
+        now = time.monotonic()
+        if now - self._last_commit >= self.s.commit_interval_ms / 1000:
+            if self.s.exactly_once:
+                self._drain()  # a transaction must hold every output of the offsets it commits
+            self._commit()
+        if now - self._last_lag >= self.s.metrics_interval_s:
+            self._report_lag()
+
+    def _record_consumed(self, n: int, start: float) -> None:
+        self.consumed += n
+        self._last_record = time.monotonic()
+        if self.first_record_at is None:
+            self.first_record_at = time.time()
+        self.metrics.inc("lrsa_posts_consumed_total", n, topic=self.s.input_topic)
+        self.metrics.observe("lrsa_stage_latency_seconds", time.perf_counter() - start, stage="ingest")
+        self.metrics.observe("lrsa_stage_batch_size", n, stage="ingest")
+
+    def _handle(self, tp: TopicPartition, record) -> None:
+        self.tracker.add(tp, record.offset)
+        source = SourceRef(topic=tp.topic, partition=tp.partition, offset=record.offset)
+        try:
+            post = parse_post(record.value, self.limits)
+        except BadPost as e:
+            self._dead_letter(tp, record, source, e)
+            return
+        item = WorkItem(post=post, source=source)
+        if not self.stages:
+            self._emit(item)
+            return
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending.append(item)
+
+    # ---- stages ------------------------------------------------------------------------------
+
+    def _inflight(self, stage: int) -> int:
+        return sum(1 for b in self._batches if b.stage == stage)
+
+    def _submit_pending(self) -> None:
+        while self._pending and self._inflight(0) < self.s.max_inflight_batches:
+            items, self._pending = self._pending[:self.s.batch_size], self._pending[self.s.batch_size:]
+            batch = Batch(items)
+            self._batches.append(batch)
+            self._submit(batch)
+        self._pending_since = time.monotonic()
+
+    def _submit(self, batch: Batch) -> None:
+        pool = self.stages[batch.stage]
+        batch.ref, batch.actor = pool.submit(batch.items)
+        batch.retry_at = 0.0
+        batch.started = time.perf_counter()
+        self.metrics.observe("lrsa_stage_batch_size", len(batch.items), stage=pool.stage)
+
+    def _advance(self) -> None:
+        """Collect finished stage calls: pass each batch on, emit it, or schedule its retry."""
+        import ray
+
+        running = [b for b in self._batches if b.ref is not None]
+        if running:
+            ready, _ = ray.wait([b.ref for b in running], num_returns=len(running), timeout=0)
+            ready_ids = set(ready)
+            for b in running:
+                if b.ref in ready_ids:
+                    self._finish(b)
+        now = time.monotonic()
+        for b in self._batches:
+            if b.ref is None and 0 < b.retry_at <= now and self._inflight_running(b.stage) < self.s.max_inflight_batches:
+                self._submit(b)
+
+    def _inflight_running(self, stage: int) -> int:
+        return sum(1 for b in self._batches if b.stage == stage and b.ref is not None)
+
+    def _finish(self, b: Batch) -> None:
+        import ray
+
+        pool = self.stages[b.stage]
+        pool.release(b.actor)
+        try:
+            kind, payload = ray.get(b.ref)
+        except ray.exceptions.RayActorError as e:  # restarted by Ray (max_restarts) or gone
+            kind, payload = "actor_died", str(e)
+        b.ref = None
+        self.metrics.observe("lrsa_stage_latency_seconds", time.perf_counter() - b.started, stage=pool.stage)
+        if kind != "ok":
+            self._schedule_retry(b, kind, payload)
+            return
+        b.items = payload
+        b.attempts = 0
+        if b.stage + 1 < len(self.stages):
+            b.stage += 1
+            if self._inflight_running(b.stage) < self.s.max_inflight_batches:
+                self._submit(b)
+            else:
+                b.retry_at = time.monotonic()  # waits for a free slot in the next stage
+            return
+        self._batches.remove(b)
+        for item in b.items:
+            self._emit(item)
+
+    def _schedule_retry(self, b: Batch, kind: str, message: str) -> None:
+        stage = self.stages[b.stage].stage
+        b.attempts += 1
+        delay = min(self.s.retry_max_s, self.s.retry_initial_s * 2 ** (b.attempts - 1))
+        delay *= random.uniform(0.5, 1.0)  # jitter: pools recovering together do not stampede
+        b.retry_at = time.monotonic() + delay
+        self.metrics.inc("lrsa_stage_errors_total", stage=stage, kind=kind)
+        self.metrics.inc("lrsa_stage_retries_total", stage=stage)
+        log.warning("stage %s: %s (%s); retry %d of a batch of %d in %.1fs",
+                    stage, kind, message, b.attempts, len(b.items), delay)
+
+    def _backpressure(self) -> None:
+        """Pause every assigned partition while stage 0 is full or a batch waits to be retried."""
+        retrying = any(b.retry_at > time.monotonic() for b in self._batches)
+        full = bool(self.stages) and (self._inflight(0) >= self.s.max_inflight_batches
+                                      or len(self._pending) >= self.s.batch_size * self.s.max_inflight_batches)
+        should_pause = full or retrying or self._stop.is_set()
+        assigned = self.consumer.assignment()
+        if should_pause and assigned - self.consumer.paused():
+            self.consumer.pause(*assigned)  # newly assigned partitions are paused too
+        elif not should_pause and self._paused:
+            self.consumer.resume(*self.consumer.paused())
+        self._paused = should_pause
+        for i, pool in enumerate(self.stages):
+            self.metrics.set("lrsa_inflight_batches", self._inflight(i), stage=pool.stage, actor=self.index)
+        self.metrics.set("lrsa_partitions_paused", len(self.consumer.paused()), actor=self.index)
+
+    # ---- output ------------------------------------------------------------------------------
+
+    def _emit(self, item: WorkItem) -> None:
+        result = Result(post_id=item.post.id, aspects=item.aspects or [], rationale=item.rationale,
+                        model=item.model_versions, timings_ms=item.timings_ms, source=item.source)
+        self._send(self.s.output_topic, item.post.id.encode(), result.model_dump_json().encode(),
+                   TopicPartition(item.source.topic, item.source.partition), item.source.offset)
+
+    def _dead_letter(self, tp: TopicPartition, record, source: SourceRef, e: BadPost) -> None:
+        value = record.value or b""
+        # The dead letter carries the original as base64 (4/3 larger): cut what cannot fit.
+        room = (self.s.max_message_bytes - 4096) * 3 // 4
+        message = e.message if len(value) <= room else f"{e.message} [original truncated to {room} bytes]"
+        letter = DeadLetter(original_b64=base64.b64encode(value[:room]).decode(),
+                            original_key_b64=base64.b64encode(record.key).decode() if record.key else None,
+                            error=ErrorInfo(reason=e.reason, error_class=e.error_class, message=message[:2000]),
+                            source=source)
+        self.metrics.inc("lrsa_posts_dead_lettered_total", reason=e.reason.value)
+        self._send(self.s.dlq_topic, record.key, letter.model_dump_json().encode(), tp, record.offset)
+
+    def _send(self, topic: str, key: bytes | None, value: bytes, tp: TopicPartition, offset: int) -> None:
+        if self.s.exactly_once and not self._in_txn:
+            self.producer.begin_transaction()
+            self._in_txn = True
+        future = self.producer.send(topic, value=value, key=key)
+        self._unacked.append(Unacked(future, tp, offset, topic, key, value))
+        if len(self._unacked) >= MAX_UNACKED:  # the producer's buffer is unbounded: bound it here
+            self._settle_sends()
+
+    # ---- commits -----------------------------------------------------------------------------
+
+    def _settle_sends(self) -> None:
+        """Wait for the broker's acks; mark acknowledged offsets done, re-send refused records."""
+        while self._unacked:
+            start = time.perf_counter()
+            self.producer.flush()
+            failed, emitted = [], 0
+            for u in self._unacked:
+                if u.future.succeeded():
+                    self.tracker.done(u.tp, u.offset)
+                    emitted += u.topic == self.s.output_topic
+                else:
+                    failed.append(u)
+            self.metrics.inc("lrsa_posts_emitted_total", emitted, topic=self.s.output_topic)
+            self.metrics.observe("lrsa_stage_latency_seconds", time.perf_counter() - start, stage="emit")
+            self._unacked = []
+            if failed:
+                if self.s.exactly_once:  # a failed send poisons the transaction: let a restart redo it
+                    raise RuntimeError(f"{len(failed)} transactional sends failed: {failed[0].future.exception}")
+                log.warning("broker refused %d records (%s); re-sending", len(failed), failed[0].future.exception)
+                self.metrics.inc("lrsa_send_retries_total", len(failed))
+                time.sleep(self.s.retry_initial_s)
+                for u in failed:
+                    self._send(u.topic, u.key, u.value, u.tp, u.offset)
+
+    def _commit(self) -> None:
+        self._last_commit = time.monotonic()
+        self._settle_sends()
+        offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self.tracker.to_commit().items()}
+        if self.s.exactly_once:
+            if self._in_txn:
+                if offsets:
+                    self.producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
+                self.producer.commit_transaction()
+                self._in_txn = False
+                self.metrics.inc("lrsa_commits_total", mode="transaction")
+        elif offsets:
+            self.consumer.commit(offsets)
+            self.metrics.inc("lrsa_commits_total", mode="offsets")
+        if offsets:
+            self.tracker.committed({tp: o.offset for tp, o in offsets.items()})
+            self.last_commit_at = time.time()
+        self.metrics.set("lrsa_uncommitted_posts", self.tracker.pending, actor=self.index)
+
+    def _drain(self) -> None:
+        """Finish every batch in flight (no new fetches meanwhile)."""
+        if self._pending:
+            while self._pending:
+                self._submit_pending()
+                self._advance()
+                time.sleep(0.001) if self._pending else None
+        while self._batches:
+            self._advance()
+            if self._batches:
+                time.sleep(0.002)
+
+    def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Before another member takes these partitions: finish and commit what we have."""
+        log.info("ingest %d losing %s; draining and committing", self.index,
+                 sorted((tp.topic, tp.partition) for tp in revoked))
+        try:
+            self._drain()
+            self._commit()
+        except Exception:  # the group moved on: at-least-once redelivers what was not committed
+            log.exception("commit on revoke failed")
+        self.tracker.revoke(revoked)
+        for tp in revoked:
+            self._lag.pop(tp, None)
+
+    def _report_lag(self) -> None:
+        self._last_lag = time.monotonic()
+        assigned = list(self.consumer.assignment())
+        if not assigned:
+            return
+        try:
+            ends = self.consumer.end_offsets(assigned)
+        except Exception as e:  # lag is best effort; the next interval tries again
+            log.debug("end_offsets failed: %s", e)
+            return
+        for tp, end in ends.items():
+            pos = self.consumer.position(tp)
+            committed = self.tracker._committed.get(tp, pos)
+            self._lag[tp] = max(0, end - pos)
+            self.metrics.set("lrsa_consumer_lag", max(0, end - committed), topic=tp.topic, partition=tp.partition)
+
+    def drain_metrics(self) -> dict[str, Any]:
+        return self.metrics.drain()
+
+
+class IngestActor:
+    """Ray actor around IngestWorker (threaded: `stop`/`status` run while `run` loops)."""
+
+    def __init__(self, settings: dict, index: int, pools: dict[str, list]) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("kafka").setLevel(logging.WARNING)
+        self.worker = IngestWorker(WorkerSettings(**settings), index, pools)
+
+    def run(self) -> dict[str, Any]:
+        return self.worker.run()
+
+    def stop(self) -> None:
+        self.worker.stop()
+
+    def status(self) -> dict[str, Any]:
+        return self.worker.status()
+
+    def drain_metrics(self) -> dict[str, Any]:
+        return self.worker.drain_metrics()
+
+    def set_stage_actors(self, stage: str, actors: list) -> None:
+        self.worker.set_stage_actors(stage, actors)

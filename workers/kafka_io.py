@@ -1,0 +1,42 @@
+"""Kafka clients configured the one way the worker, the benchmark and the tests need them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+
+from workers.config import KafkaClientSettings
+
+
+def consumer(settings: KafkaClientSettings, *topics: str, group_id: str | None,
+             read_committed: bool = False, **extra: Any) -> KafkaConsumer:
+    """A raw-bytes consumer with manual commits, able to fetch the largest allowed message."""
+    return KafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.bootstrap_servers.split(","),
+        group_id=group_id,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=settings.max_message_bytes,
+        fetch_max_bytes=max(settings.max_message_bytes, 50 * 1024 * 1024),
+        isolation_level="read_committed" if read_committed else "read_uncommitted",
+        **extra,
+    )
+
+
+def producer(settings: KafkaClientSettings, transactional_id: str | None = None, **extra: Any) -> KafkaProducer:
+    """acks=all, small linger for batching; transactional when given an id.
+
+    kafka-python 3 has no buffer_memory bound: callers bound their unacknowledged sends themselves."""
+    config: dict[str, Any] = dict(
+        bootstrap_servers=settings.bootstrap_servers.split(","),
+        acks="all",
+        linger_ms=5,
+        batch_size=256 * 1024,
+        max_request_size=settings.max_message_bytes,
+        retries=10,
+    )
+    if transactional_id:
+        config.update(transactional_id=transactional_id, enable_idempotence=True)
+    config.update(extra)
+    return KafkaProducer(**config)

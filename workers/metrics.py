@@ -1,0 +1,122 @@
+"""Prometheus metrics of the worker.
+
+One `/metrics` endpoint per `lrsa run` process, served by the driver. Ray actors live in other
+processes, so they do not touch prometheus_client: each keeps a `MetricsBuffer` of counter
+increments, histogram observations and gauge values, and the driver drains it every
+`metrics_interval_s` into the real metrics (`DriverMetrics.apply`). Metric names are a contract:
+deploy/prometheus and deploy/grafana refer to them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from typing import Any
+
+Labels = tuple[tuple[str, str], ...]
+
+# name -> (kind, help, label names, histogram buckets)
+SPECS: dict[str, tuple[str, str, tuple[str, ...], tuple[float, ...] | None]] = {
+    "lrsa_posts_consumed_total": ("counter", "Posts read from the input topic", ("topic",), None),
+    "lrsa_posts_emitted_total": ("counter", "Results acknowledged by the broker on the output topic", ("topic",), None),
+    "lrsa_posts_dead_lettered_total": ("counter", "Posts sent to the dead-letter topic", ("reason",), None),
+    "lrsa_stage_retries_total": ("counter", "Stage batches retried after a transient failure", ("stage",), None),
+    "lrsa_stage_errors_total": ("counter", "Stage batch failures by kind (transient, error, actor_died)", ("stage", "kind"), None),
+    "lrsa_commits_total": ("counter", "Offset commits (or committed transactions) made", ("mode",), None),
+    "lrsa_send_retries_total": ("counter", "Output records re-sent after the broker refused them", (), None),
+    "lrsa_stage_latency_seconds": ("histogram", "Wall time of one batch in a stage", ("stage",),
+                                   (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
+    "lrsa_stage_batch_size": ("histogram", "Posts per batch handed to a stage", ("stage",),
+                              (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)),
+    "lrsa_inflight_batches": ("gauge", "Batches in flight per stage and ingest actor", ("stage", "actor"), None),
+    "lrsa_uncommitted_posts": ("gauge", "Posts consumed whose offsets are not committed yet", ("actor",), None),
+    "lrsa_partitions_paused": ("gauge", "Partitions paused by backpressure", ("actor",), None),
+    "lrsa_consumer_lag": ("gauge", "Log end offset minus committed offset", ("topic", "partition"), None),
+    "lrsa_actor_pool_size": ("gauge", "Actors in each pool", ("stage",), None),
+}
+
+
+def labels(**kv: Any) -> Labels:
+    return tuple(sorted((k, str(v)) for k, v in kv.items()))
+
+
+class MetricsBuffer:
+    """What an actor measured since the last drain; thread-safe (the driver drains from another thread)."""
+
+    MAX_OBSERVATIONS = 10_000  # per series between drains; beyond that, sampling is enough
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counters: dict[tuple[str, Labels], float] = defaultdict(float)
+        self._observations: dict[tuple[str, Labels], list[float]] = defaultdict(list)
+        self._gauges: dict[tuple[str, Labels], float] = {}
+
+    def inc(self, name: str, amount: float = 1.0, **kv: Any) -> None:
+        with self._lock:
+            self._counters[(name, labels(**kv))] += amount
+
+    def observe(self, name: str, value: float, **kv: Any) -> None:
+        with self._lock:
+            obs = self._observations[(name, labels(**kv))]
+            if len(obs) < self.MAX_OBSERVATIONS:
+                obs.append(value)
+
+    def set(self, name: str, value: float, **kv: Any) -> None:
+        with self._lock:
+            self._gauges[(name, labels(**kv))] = value
+
+    def drain(self) -> dict[str, Any]:
+        with self._lock:
+            out = {"counters": dict(self._counters), "observations": dict(self._observations),
+                   "gauges": dict(self._gauges)}
+            self._counters.clear()
+            self._observations.clear()
+            return out  # gauges keep their last value
+
+
+class DriverMetrics:
+    """The real prometheus_client metrics, fed from the actors' buffers."""
+
+    def __init__(self, registry=None) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = registry or CollectorRegistry()  # one per pipeline: several may run in a process
+        self._metrics = {}
+        for name, (kind, doc, names, buckets) in SPECS.items():
+            if kind == "counter":
+                m = Counter(name.removesuffix("_total"), doc, names, registry=self.registry)
+            elif kind == "histogram":
+                m = Histogram(name, doc, names, buckets=buckets, registry=self.registry)
+            else:
+                m = Gauge(name, doc, names, registry=self.registry)
+            self._metrics[name] = m
+
+    def _child(self, name: str, lbls: Labels):
+        m = self._metrics[name]
+        return m.labels(**dict(lbls)) if lbls else m
+
+    def apply(self, delta: dict[str, Any]) -> None:
+        for (name, lbls), amount in delta["counters"].items():
+            self._child(name, lbls).inc(amount)
+        for (name, lbls), values in delta["observations"].items():
+            child = self._child(name, lbls)
+            for v in values:
+                child.observe(v)
+        for (name, lbls), value in delta["gauges"].items():
+            self._child(name, lbls).set(value)
+
+    def set(self, name: str, value: float, **kv: Any) -> None:
+        self._child(name, labels(**kv)).set(value)
+
+    def serve(self, host: str, port: int) -> int:
+        """Start the /metrics HTTP endpoint; returns the bound port (useful when port is 0)."""
+        from prometheus_client import start_http_server
+
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self._server = server
+        return server.server_address[1]
+
+    def close(self) -> None:
+        if getattr(self, "_server", None) is not None:
+            self._server.shutdown()
+            self._server.server_close()

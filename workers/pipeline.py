@@ -1,0 +1,177 @@
+"""The `lrsa run` driver: starts Ray, the stage pools and the ingest actors, serves /metrics,
+grows pools under load, and turns SIGTERM/SIGINT (or an idle input) into a graceful stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+from workers.config import WorkerSettings
+from workers.metrics import DriverMetrics
+
+log = logging.getLogger(__name__)
+
+
+def init_ray(s: WorkerSettings) -> None:
+    import os
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    if s.ray_address:
+        ray.init(address=s.ray_address, log_to_driver=True)
+    else:
+        ray.init(address="local", num_cpus=s.ray_num_cpus or max(4, os.cpu_count() or 1),
+                 include_dashboard=False, object_store_memory=256 * 1024 * 1024,
+                 configure_logging=False, log_to_driver=True)
+
+
+class Pools:
+    """The stage actor pools, grown from min to max while their in-flight queue stays full."""
+
+    GROW_AFTER_S = 5.0
+
+    def __init__(self, s: WorkerSettings) -> None:
+        from workers.stages import start_pool
+
+        self.specs = {name: (path, lo, hi, gpus, cpus) for name, path, lo, hi, gpus, cpus in s.stage_settings()}
+        self.actors = {name: start_pool(name, path, lo, cpus, gpus)
+                       for name, (path, lo, hi, gpus, cpus) in self.specs.items()}
+        self._full_since: dict[str, float] = {}
+
+    def handles(self) -> dict[str, list]:
+        return {k: list(v) for k, v in self.actors.items()}
+
+    def maybe_grow(self, inflight: dict[str, int], capacity: int) -> str | None:
+        """Add one actor to a stage whose queues have been full for GROW_AFTER_S; returns its name."""
+        from workers.stages import new_actor
+
+        now = time.monotonic()
+        for name, (path, lo, hi, gpus, cpus) in self.specs.items():
+            if inflight.get(name, 0) < capacity:
+                self._full_since.pop(name, None)
+                continue
+            since = self._full_since.setdefault(name, now)
+            if now - since >= self.GROW_AFTER_S and len(self.actors[name]) < hi:
+                self.actors[name].append(new_actor(name, path, cpus, gpus))
+                self._full_since.pop(name)
+                log.info("stage %s full for %.0fs: pool grown to %d", name, self.GROW_AFTER_S, len(self.actors[name]))
+                return name
+        return None
+
+
+class Pipeline:
+    def __init__(self, s: WorkerSettings, metrics: DriverMetrics | None = None) -> None:
+        self.s = s
+        self.metrics = metrics or DriverMetrics()
+        self.stop_requested = threading.Event()
+        self.statuses: list[dict[str, Any]] = []        # latest status of each ingest actor
+        self.final_statuses: list[dict[str, Any]] = []  # what each ingest actor's run() returned
+        self.metrics_port: int | None = None
+
+    def run(self) -> int:
+        import ray
+
+        from workers.ingest import IngestActor
+
+        s = self.s
+        init_ray(s)
+        if s.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(s.metrics_host, s.metrics_port)
+            log.info("metrics at http://%s:%d/metrics", s.metrics_host, self.metrics_port)
+        pools = Pools(s)
+        actor_cls = ray.remote(IngestActor).options(num_cpus=s.ingest_num_cpus, max_concurrency=4)
+        self.actors = [actor_cls.remote(s.model_dump(), i, pools.handles()) for i in range(s.ingest_actors)]
+        runs = {a.run.remote(): a for a in self.actors}
+        log.info("pipeline up: %d ingest actors, stages %s", len(self.actors),
+                 {k: len(v) for k, v in pools.actors.items()} or "none (pass-through)")
+        code = self._supervise(runs, pools)
+        self._collect_metrics()
+        return code
+
+    def _supervise(self, runs: dict, pools: Pools) -> int:
+        import ray
+
+        stopping = False
+        idle_since: float | None = None
+        pending = list(runs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=len(pending), timeout=self.s.metrics_interval_s)
+            for ref in done:
+                try:
+                    self.final_statuses.append(ray.get(ref))
+                except Exception:
+                    log.exception("an ingest actor failed; stopping (uncommitted work is redone on restart)")
+                    self._stop_all()
+                    return 1
+            if stopping:
+                continue
+            self._collect_metrics()
+            self.statuses = ray.get([a.status.remote() for a in self.actors])
+            for name, _ in pools.actors.items():
+                self.metrics.set("lrsa_actor_pool_size", len(pools.actors[name]), stage=name)
+            grown = pools.maybe_grow(self._inflight(), self.s.max_inflight_batches * len(self.actors))
+            if grown:
+                for a in self.actors:
+                    a.set_stage_actors.remote(grown, pools.actors[grown])
+            idle_since = self._idle_since(idle_since)
+            if self.stop_requested.is_set() or (idle_since is not None
+                                                and time.monotonic() - idle_since >= self.s.exit_when_idle):
+                log.info("stopping: %s", "signal" if self.stop_requested.is_set() else "input drained and idle")
+                self._stop_all()
+                stopping = True
+        return 0
+
+    def _inflight(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for st in self.statuses:
+            for stage, n in st["inflight"].items():
+                total[stage] = total.get(stage, 0) + n
+        return total
+
+    def _idle_since(self, since: float | None) -> float | None:
+        if self.s.exit_when_idle is None:
+            return None
+        drained = all(not st["busy"] and st["lag"] == 0 and st["idle_s"] >= self.s.metrics_interval_s
+                      for st in self.statuses)
+        if not drained:
+            return None
+        return since or time.monotonic() - min(st["idle_s"] for st in self.statuses)
+
+    def _stop_all(self) -> None:
+        for a in self.actors:
+            a.stop.remote()
+
+    def _collect_metrics(self) -> None:
+        import ray
+
+        try:
+            for delta in ray.get([a.drain_metrics.remote() for a in self.actors], timeout=10):
+                self.metrics.apply(delta)
+        except Exception as e:  # an actor gone: its last second of metrics is lost, not the posts
+            log.warning("metrics drain failed: %s", e)
+
+
+def run_worker(s: WorkerSettings) -> int:
+    """Entry of `lrsa run`: signals request a graceful stop; a second signal exits at once."""
+    pipeline = Pipeline(s)
+
+    def on_signal(signum, _frame):
+        if pipeline.stop_requested.is_set():
+            raise KeyboardInterrupt
+        log.info("%s: draining in-flight work, committing, closing", signal.Signals(signum).name)
+        pipeline.stop_requested.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        return pipeline.run()
+    finally:
+        import ray
+
+        pipeline.metrics.close()
+        ray.shutdown()

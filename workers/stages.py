@@ -1,0 +1,87 @@
+"""Stage actor pools: each stage (rationale, score) is a pool of Ray actors, each wrapping one
+StageProcessor built from a dotted path in the configuration.
+
+An actor call never raises for a failed batch: it answers ("ok", items) or (kind, message), so
+the ingest actor decides about retries without unpicking Ray's exception wrappers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from typing import Any
+
+from workers.stage_api import StageProcessor, TransientError, WorkItem
+
+log = logging.getLogger(__name__)
+
+
+def load_processor(path: str) -> StageProcessor:
+    """'package.module:Class' (or 'package.module.Class') -> an instance built with no arguments."""
+    module, _, cls = path.partition(":") if ":" in path else path.rpartition(".")
+    return getattr(importlib.import_module(module), cls)()
+
+
+class StageWorker:
+    """Body of a stage actor (wrapped by ray.remote in `start_pool`)."""
+
+    def __init__(self, stage: str, processor_path: str) -> None:
+        logging.basicConfig(level=logging.INFO)
+        self.stage = stage
+        self.processor = load_processor(processor_path)
+        self._versions = self.processor.versions()
+
+    def process(self, items: list[WorkItem]) -> tuple[str, Any]:
+        start = time.perf_counter()
+        try:
+            out = self.processor.process(items)
+        except TransientError as e:
+            return "transient", str(e)
+        except Exception as e:  # a bug is not bad input either: retry, never lose the posts
+            log.exception("stage %s failed on a batch of %d", self.stage, len(items))
+            return "error", f"{type(e).__name__}: {e}"
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        for item in out:
+            item.timings_ms.setdefault(self.stage, elapsed_ms)
+            item.model_versions.update(self._versions)
+        return "ok", out
+
+    def healthy(self) -> bool:
+        return self.processor.healthy()
+
+
+def start_pool(stage: str, processor_path: str, size: int, num_cpus: float, num_gpus: float) -> list:
+    """`size` actors of one stage; GPUs are asked of Ray only when num_gpus > 0."""
+    return [new_actor(stage, processor_path, num_cpus, num_gpus) for _ in range(size)]
+
+
+def new_actor(stage: str, processor_path: str, num_cpus: float, num_gpus: float):
+    import ray
+
+    options: dict[str, Any] = {"num_cpus": num_cpus, "max_restarts": 3}
+    if num_gpus > 0:
+        options["num_gpus"] = num_gpus
+    return ray.remote(StageWorker).options(**options).remote(stage, processor_path)
+
+
+class PoolClient:
+    """One ingest actor's view of a stage pool: sends each batch to its least busy actor."""
+
+    def __init__(self, stage: str, actors: list) -> None:
+        self.stage = stage
+        self.set_actors(actors)
+
+    def set_actors(self, actors: list) -> None:
+        old = getattr(self, "_load", {})
+        self.actors = list(actors)
+        self._load = {i: old.get(i, 0) for i in range(len(self.actors))}
+
+    def submit(self, items: list[WorkItem]) -> tuple[Any, int]:
+        i = min(self._load, key=self._load.get)
+        self._load[i] += 1
+        return self.actors[i].process.remote(items), i
+
+    def release(self, i: int) -> None:
+        if i in self._load:
+            self._load[i] = max(0, self._load[i] - 1)
