@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from lrsa.settings import LrsaSettings, field_help, settings_from_args
 
@@ -18,7 +19,11 @@ log = logging.getLogger(__name__)
 
 
 class ServeSettings(LrsaSettings):
-    checkpoint: Path = Field(Path("checkpoints/lrsa"), description="fused SLM checkpoint folder to serve")
+    """`lrsa serve` (env LRSA_SERVE_<FIELD>: its ports must not collide with the worker's settings)."""
+
+    model_config = SettingsConfigDict(env_prefix="LRSA_SERVE_", extra="ignore")
+
+    checkpoint: Path = Field(Path("checkpoints/lrsa-twitter2015"), description="fused SLM checkpoint folder to serve")
     repository: Path | None = Field(None, description="folder to render the model repository into (default: a temp dir)")
     host: str = Field("127.0.0.1", description="address tritonserver listens on")
     http_port: int = Field(8000, ge=0, description="HTTP port (0: a free one)")
@@ -30,7 +35,11 @@ class ServeSettings(LrsaSettings):
 
 
 class ExportSettings(LrsaSettings):
-    checkpoint: Path = Field(Path("checkpoints/lrsa"), description="fused SLM checkpoint folder to export")
+    """`lrsa export` (env LRSA_EXPORT_<FIELD>)."""
+
+    model_config = SettingsConfigDict(env_prefix="LRSA_EXPORT_", extra="ignore")
+
+    checkpoint: Path = Field(Path("checkpoints/lrsa-twitter2015"), description="fused SLM checkpoint folder to export")
     out: Path = Field(Path("build/model_repository"), description="model repository to write the entry into")
     format: Literal["onnx"] = Field("onnx", description="export format")
 

@@ -52,8 +52,8 @@ class ScorerSettings(LrsaSettings):
     protocol: Literal["grpc"] = Field("grpc", description="wire protocol (gRPC only)")
     model_name: str = Field("lrsa_fused", description="model in the Triton repository (lrsa_fused | lrsa_fused_onnx)")
     model_version: str = Field("", description="model version; empty = the server's latest")
-    checkpoint: Path | None = Field(None, description="checkpoint folder of the served model: its tokenizer "
-                                                      "and config are used to encode posts client side")
+    checkpoint: Path = Field(Path("checkpoints/lrsa-twitter2015"), description="checkpoint folder of the "
+                             "served model: its tokenizer and config encode the posts client side")
     timeout_s: float = Field(10.0, gt=0, description="per-request timeout (seconds)")
     retries: int = Field(3, ge=0, description="retries of a failed call before giving up on this attempt")
     backoff_base_s: float = Field(0.1, gt=0, description="first retry delay (doubles each retry, full jitter)")
@@ -211,8 +211,8 @@ class ScoreProcessor:
         from lrsa.model import load_config
 
         self.settings = s = settings or ScorerSettings()
-        if s.checkpoint is None:
-            raise ValueError("ScorerSettings.checkpoint (LRSA_SCORER_CHECKPOINT) must name the served checkpoint")
+        if not (Path(s.checkpoint) / "config.json").exists():
+            raise ValueError(f"no checkpoint at {s.checkpoint}: set LRSA_SCORER_CHECKPOINT to the served one")
         self.model_config = load_config(s.checkpoint)
         self.tokenizer = AutoTokenizer.from_pretrained(str(s.checkpoint))
         self.transport: Transport = (AioTransport if s.client == "aio" else SyncTransport)(s)
