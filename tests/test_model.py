@@ -1,0 +1,103 @@
+import pytest
+import torch
+
+from lrsa.labels import NUM_LABELS
+from lrsa.model import FusedSLM, FusedSLMConfig, load_checkpoint, load_config, save_checkpoint, tiny_test_checkpoint
+from lrsa.predict import encode_batch
+
+TEXTS = ["RT @ltsChuckBass: Chuck Bass is everything #MCM", "Girona promoted to La Liga"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    model, tokenizer = load_checkpoint(tiny_test_checkpoint(tmp_path_factory.mktemp("tiny")))
+    return model, tokenizer
+
+
+def _variant(model, **overrides):
+    torch.manual_seed(0)
+    config = FusedSLMConfig(**{**model.config.__dict__, **overrides})
+    return FusedSLM(config, pretrained=False).eval()
+
+
+@pytest.mark.parametrize("fusion", ["dual_cross_attention", "concat", "text_only"])
+def test_forward_shapes(tiny, fusion):
+    model, tok = tiny
+    m = _variant(model, fusion=fusion)
+    tensors, _ = encode_batch(tok, m.config, TEXTS, ["a good guy", None], [None, "a football team"])
+    logits = m(**tensors)
+    assert logits.shape == (2, tensors["input_ids"].shape[1], NUM_LABELS)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("fusion", ["dual_cross_attention", "concat"])
+def test_missing_rationale_content_is_ignored(tiny, fusion):
+    """A masked-out rationale must not change the output, whatever its token ids."""
+    model, tok = tiny
+    m = _variant(model, fusion=fusion)
+    tensors, _ = encode_batch(tok, m.config, TEXTS, ["a good guy", "great news for the club"], [None, None])
+    tensors["rationale_mask"][1] = 0
+    base = m(**tensors)
+    tensors["rationale_ids"][1] = torch.randint(1000, 2000, tensors["rationale_ids"][1].shape)
+    assert torch.allclose(base, m(**tensors), atol=1e-6)
+    # the unmasked post does depend on its rationale
+    tensors["rationale_ids"][0, 1:-1] = 1999
+    assert not torch.allclose(base[0], m(**tensors)[0])
+
+
+def test_padding_of_the_rationale_is_ignored(tiny):
+    model, tok = tiny
+    short, _ = encode_batch(tok, model.config, TEXTS[:1], ["a good guy"], ["a man"])
+    padded, _ = encode_batch(tok, model.config, TEXTS, ["a good guy", "a much longer rationale " * 5],
+                             ["a man", "a long description of a photo " * 5])
+    assert torch.allclose(model(**short)[0], model(**padded)[0, : short["input_ids"].shape[1]], atol=1e-5)
+
+
+def test_absent_stream_equals_all_masked_stream(tiny):
+    model, tok = tiny
+    tensors, _ = encode_batch(tok, model.config, TEXTS, None, None)
+    assert int(tensors["rationale_mask"].sum()) == 0
+    without = {k: v for k, v in tensors.items() if k.startswith(("input", "attention"))}
+    assert torch.allclose(model(**tensors), model(**without), atol=1e-6)
+
+
+def test_modality_dropout_only_in_training(tiny):
+    model, tok = tiny
+    no_dropout = {**model.config.encoder_config, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    m = _variant(model, modality_dropout=1.0, dropout=0.0, encoder_config=no_dropout)
+    tensors, _ = encode_batch(tok, m.config, TEXTS, ["a good guy", "bad"], ["a man", "a team"])
+    no_rationale, _ = encode_batch(tok, m.config, TEXTS, None, None)
+    m.train()
+    dropped = m(**tensors)
+    m.eval()
+    assert torch.allclose(dropped, m(**no_rationale), atol=1e-6)  # p=1 hides both streams
+    assert not torch.allclose(m(**tensors), m(**no_rationale))
+
+
+def test_frozen_memory_encoder_gets_no_gradient(tiny):
+    model, _ = tiny
+    m = _variant(model, rationale_encoder="frozen")
+    assert not any(p.requires_grad for p in m.memory_encoder.parameters())
+    assert _variant(model, rationale_encoder="shared").memory_encoder is None
+
+
+def test_image_features_branch(tiny):
+    model, tok = tiny
+    m = _variant(model, use_image_features=True, image_feature_dim=16)
+    tensors, _ = encode_batch(tok, m.config, TEXTS, None, None)
+    feats = torch.randn(2, 5, 16)
+    with_image = m(**tensors, image_features=feats, image_mask=torch.tensor([[1] * 5, [0] * 5]))
+    without = m(**tensors)
+    assert not torch.allclose(with_image[0], without[0])
+    assert torch.allclose(with_image[1], without[1], atol=1e-6)  # masked image: no effect
+
+
+def test_save_load_round_trip(tiny, tmp_path):
+    model, tok = tiny
+    m = _variant(model, fusion="concat", max_rationale_len=17)
+    save_checkpoint(tmp_path, m, tok)
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= {p.name for p in tmp_path.iterdir()}
+    assert load_config(tmp_path).max_rationale_len == 17
+    loaded, tok2 = load_checkpoint(tmp_path)
+    tensors, _ = encode_batch(tok2, loaded.config, TEXTS, ["x y", None], [None, None])
+    assert torch.equal(m(**tensors), loaded(**tensors))

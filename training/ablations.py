@@ -1,0 +1,84 @@
+"""The ablation grid: variants x seeds x datasets, each a full training run on the dev split.
+
+Runs already finished (their metrics.json exists) are reused, so the grid can be filled in
+over several sessions; the table reports mean ± std over the seeds present, and n.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from pathlib import Path
+
+from training.settings import AblationSettings, TrainSettings
+
+log = logging.getLogger(__name__)
+
+# slug -> (table label, TrainSettings fields that differ from the default model)
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "dual": ("dual cross-attn (reasons + description)", {}),
+    "dual-no-rationale": ("dual, no text rationale", {"no_rationale": True}),
+    "dual-no-description": ("dual, no image description", {"no_description": True}),
+    "dual-masked": ("dual, reasons with aspect terms masked", {"rationale_source": "reasons_masked"}),
+    "dual-description-only": ("dual, description only", {"rationale_source": "none"}),
+    "concat": ("concat (reasons + description)", {"fusion": "concat"}),
+    "text-only": ("text only", {"fusion": "text_only", "no_rationale": True, "no_description": True}),
+}
+
+
+def run_dir(root: Path, dataset: str, variant: str, seed: int) -> Path:
+    return root / dataset / variant / f"seed{seed}"
+
+
+def run_ablations(s: AblationSettings) -> list[dict]:
+    from training.train import train
+
+    variants = list(VARIANTS) if s.variants == "all" else s.variants.split(",")
+    seeds = [int(x) for x in s.seeds.split(",")]
+    for dataset in s.datasets.split(","):
+        for variant in variants:
+            for seed in seeds:
+                out = run_dir(s.out, dataset, variant, seed)
+                if (out / "metrics.json").exists():  # finished earlier
+                    continue
+                log.info("ablation run: %s / %s / seed %d -> %s", dataset, variant, seed, out)
+                train(TrainSettings(data_dir=s.data_dir, dataset=dataset, out=out, seed=seed, epochs=s.epochs,
+                                    max_minutes=s.max_minutes, threads=s.threads, limit=s.limit,
+                                    **VARIANTS[variant][1]))
+    rows = collect(s.out)
+    table = markdown_table(rows)
+    print(table)
+    if s.table:
+        s.table.write_text(table + "\n")
+    return rows
+
+
+def collect(root: Path) -> list[dict]:
+    """One row per (dataset, variant) with the dev scores of every finished seed."""
+    rows = []
+    for variant in VARIANTS:
+        for dataset_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []:
+            runs = [json.loads(m.read_text()) for m in sorted((dataset_dir / variant).glob("seed*/metrics.json"))]
+            if runs:
+                rows.append({"dataset": dataset_dir.name, "variant": variant, "runs": runs})
+    return rows
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| dataset | variant | n seeds | JMASA F1 | MATE F1 | MASC acc | epochs | minutes/run |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in sorted(rows, key=lambda r: (r["dataset"], list(VARIANTS).index(r["variant"]))):
+        runs = row["runs"]
+        get = lambda task, key: [r["dev"][task][key] for r in runs]  # noqa: E731
+        minutes = statistics.mean(r["train_seconds_total"] for r in runs) / 60
+        lines.append(f"| {row['dataset']} | {VARIANTS[row['variant']][0]} | {len(runs)} | {_mean_std(get('jmasa', 'f1'))} | "
+                     f"{_mean_std(get('mate', 'f1'))} | {_mean_std(get('masc', 'accuracy'))} | "
+                     f"{'/'.join(str(r['best_epoch']) for r in runs)} | {minutes:.0f} |")
+    return "\n".join(lines)

@@ -1,0 +1,79 @@
+"""Settings of the training commands (flags and LRSA_<FIELD> env vars). Light to import: the
+CLI builds its flags from these classes without loading torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from lrsa.settings import DEFAULT_DATA_DIR, LrsaSettings
+from training.data import Example, RationaleSource, load_split
+
+
+class DataSettings(LrsaSettings):
+    """Which data and which rationale streams: shared by train and eval."""
+
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="folder with twitter2015/, twitter2017/, rationales/")
+    dataset: Literal["twitter2015", "twitter2017"] = Field("twitter2015", description="benchmark")
+    rationale_source: RationaleSource = Field(
+        "reasons", description="text rationale: the dataset's per-aspect reasons joined, the same "
+        "with gold aspect terms masked (reasons_masked), or none")
+    no_rationale: bool = Field(False, description="give the model no text rationale")
+    no_description: bool = Field(False, description="give the model no image description")
+    rationale_file: Path | None = Field(None, description="JSONL of post-level rationales from the "
+                                        "rationale batch job (joined by image_id); overrides the reasons")
+    limit: int | None = Field(None, description="use only the first N posts of each split (smoke tests)")
+    threads: int = Field(2, description="torch CPU threads")
+
+    def load(self, split: str) -> list[Example]:
+        source = "none" if self.no_rationale else self.rationale_source
+        return load_split(self.data_dir, self.dataset, split, source, not self.no_description,
+                          None if self.no_rationale else self.rationale_file, self.limit)
+
+
+class EvalSettings(DataSettings):
+    checkpoint: Path = Field(Path("checkpoints/lrsa-twitter2015"), description="checkpoint folder")
+    split: str = Field("dev", description="dev, test (needs test.json) or train")
+    batch_size: int = Field(64, description="posts per forward pass")
+
+
+class TrainSettings(DataSettings):
+    out: Path = Field(Path("runs/lrsa"), description="output folder (checkpoint + training state)")
+    text_encoder: str | None = Field(None, description="HF id or path of the text encoder "
+                                     "(default: offline all-MiniLM-L6-v2)")
+    fusion: Literal["dual_cross_attention", "concat", "text_only"] = Field(
+        "dual_cross_attention", description="how rationale and description join the text")
+    rationale_encoder: Literal["shared", "separate", "frozen"] = Field(
+        "frozen", description="encoder of the rationale/description streams")
+    epochs: int = Field(8, description="maximum epochs")
+    lr: float = Field(1e-4, description="peak learning rate of the pretrained encoder")
+    new_layer_lr_scale: float = Field(5.0, description="learning-rate multiplier of the freshly "
+                                      "initialised layers (fusion, head)")
+    batch_size: int = Field(16, description="posts per step")
+    eval_batch_size: int = Field(64, description="posts per forward pass in evaluation")
+    seed: int = Field(13, description="seed of torch, numpy and random")
+    warmup_ratio: float = Field(0.1, description="share of steps with linear warmup")
+    weight_decay: float = Field(0.01, description="AdamW weight decay")
+    patience: int = Field(3, description="stop after this many epochs without a better dev JMASA F1")
+    max_minutes: float | None = Field(None, description="time budget; stops early when spent")
+    max_text_len: int = Field(128, description="sub-word tokens of the post")
+    max_rationale_len: int = Field(128, description="sub-word tokens of the text rationale")
+    max_description_len: int = Field(128, description="sub-word tokens of the image description")
+    modality_dropout: float = Field(0.3, description="chance to hide each stream per post in training")
+    dropout: float = Field(0.1, description="dropout of fusion and head")
+    fresh: bool = Field(False, description="ignore OUT/train_state and start over (default: resume)")
+
+
+class AblationSettings(LrsaSettings):
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="folder with twitter2015/, twitter2017/, rationales/")
+    datasets: str = Field("twitter2015,twitter2017", description="comma-separated benchmarks")
+    variants: str = Field("all", description="comma-separated variant names, or all")
+    seeds: str = Field("13,21,42", description="comma-separated seeds")
+    out: Path = Field(Path("runs/ablations"), description="one run folder per dataset/variant/seed")
+    epochs: int = Field(8, description="maximum epochs per run")
+    max_minutes: float | None = Field(None, description="time budget per run")
+    threads: int = Field(2, description="torch CPU threads")
+    limit: int | None = Field(None, description="use only the first N posts of each split (smoke tests)")
+    table: Path | None = Field(None, description="also write the markdown table to this file")

@@ -1,0 +1,188 @@
+"""Training loop of the fused SLM: AdamW, linear warmup/decay, early stopping on dev JMASA F1.
+
+Out folder: the best model as a checkpoint (model.safetensors, config.json, tokenizer), its
+metrics (metrics.json: dev scores, per-epoch history, timings, settings) and a resumable
+state under train_state/ (last weights, optimizer, scheduler, epoch, RNG), written after each
+epoch; running the same command again continues from there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_model, save_model
+from tqdm import tqdm
+
+from lrsa.model import FusedSLM, FusedSLMConfig, default_text_encoder, save_checkpoint
+from training.data import MemoryCache, make_batch
+from training.evaluate import evaluate
+from training.settings import TrainSettings
+
+log = logging.getLogger(__name__)
+STATE_DIR = "train_state"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def build_model(s: TrainSettings) -> tuple[FusedSLM, object]:
+    from transformers import AutoTokenizer
+
+    config = FusedSLMConfig(
+        text_encoder=s.text_encoder or default_text_encoder(), rationale_encoder=s.rationale_encoder,
+        fusion=s.fusion, max_text_len=s.max_text_len, max_rationale_len=s.max_rationale_len,
+        max_description_len=s.max_description_len, modality_dropout=s.modality_dropout, dropout=s.dropout)
+    return FusedSLM(config), AutoTokenizer.from_pretrained(config.text_encoder)
+
+
+def _optimizer(model: FusedSLM, s: TrainSettings) -> torch.optim.Optimizer:
+    pretrained, fresh = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (pretrained if name.startswith("text_encoder.") or name.startswith("memory_encoder.")
+             else fresh).append(p)
+    return torch.optim.AdamW([{"params": pretrained, "lr": s.lr},
+                              {"params": fresh, "lr": s.lr * s.new_layer_lr_scale}],
+                             weight_decay=s.weight_decay)
+
+
+class Trainer:
+    def __init__(self, settings: TrainSettings, model: FusedSLM | None = None, tokenizer=None):
+        from transformers import get_linear_schedule_with_warmup
+
+        self.s = settings
+        torch.set_num_threads(settings.threads)
+        seed_everything(settings.seed)
+        if model is None:
+            model, tokenizer = build_model(settings)
+        self.model, self.tokenizer = model, tokenizer
+        self.train_set, self.dev_set = settings.load("train"), settings.load("dev")
+        self.steps_per_epoch = -(-len(self.train_set) // settings.batch_size)
+        total = self.steps_per_epoch * settings.epochs
+        self.optimizer = _optimizer(model, settings)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(settings.warmup_ratio * total), total)
+        self.epoch, self.best_f1, self.bad_epochs, self.history = 0, -1.0, 0, []
+        self.train_cache = self.dev_cache = None
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def state_dir(self) -> Path:
+        return self.s.out / STATE_DIR
+
+    def save_state(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        save_model(self.model, str(self.state_dir / "last.safetensors"))
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                    "epoch": self.epoch, "best_f1": self.best_f1, "bad_epochs": self.bad_epochs,
+                    "history": self.history, "torch_rng": torch.get_rng_state(),
+                    "numpy_rng": np.random.get_state(), "random_rng": random.getstate()},
+                   self.state_dir / "state.pt")
+
+    def try_resume(self) -> bool:
+        path = self.state_dir / "state.pt"
+        if self.s.fresh or not path.exists():
+            return False
+        state = torch.load(path, weights_only=False)
+        load_model(self.model, str(self.state_dir / "last.safetensors"))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.best_f1 = state["epoch"], state["best_f1"]
+        self.bad_epochs, self.history = state["bad_epochs"], state["history"]
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["random_rng"])
+        log.info("resumed from %s after epoch %d (best dev JMASA F1 %.2f)", path, self.epoch, self.best_f1)
+        return True
+
+    # -- loop ----------------------------------------------------------------------------
+
+    def _build_caches(self) -> None:
+        frozen = (self.model.config.fusion == "dual_cross_attention"
+                  and self.model.config.rationale_encoder == "frozen")
+        if frozen and self.train_cache is None:
+            self.model.eval()
+            self.train_cache = MemoryCache(self.model, self.tokenizer, self.train_set)
+            self.dev_cache = MemoryCache(self.model, self.tokenizer, self.dev_set)
+
+    def _train_epoch(self, deadline: float | None) -> tuple[float, bool]:
+        """One pass over the shuffled training set: mean loss, and whether time ran out."""
+        self.model.train()
+        order = torch.randperm(len(self.train_set), generator=torch.Generator().manual_seed(self.s.seed + self.epoch))
+        losses, out_of_time = [], False
+        bar = tqdm(range(0, len(order), self.s.batch_size), desc=f"epoch {self.epoch + 1}/{self.s.epochs}",
+                   unit="batch")
+        for i in bar:
+            idx = order[i:i + self.s.batch_size].tolist()
+            tensors, _ = make_batch([self.train_set[j] for j in idx], self.tokenizer, self.model.config,
+                                    self.train_cache, idx)
+            labels = tensors.pop("labels")
+            logits = self.model(**tensors)
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            if deadline is not None and time.monotonic() > deadline:
+                out_of_time = True
+                break
+        return float(np.mean(losses)), out_of_time
+
+    def fit(self) -> dict:
+        start = time.monotonic()
+        deadline = start + 60 * self.s.max_minutes if self.s.max_minutes else None
+        self.try_resume()
+        self._build_caches()
+        stop_reason = "epochs"
+        while self.epoch < self.s.epochs:
+            t0 = time.monotonic()
+            loss, out_of_time = self._train_epoch(deadline)
+            train_s = time.monotonic() - t0
+            dev = evaluate(self.model, self.tokenizer, self.dev_set, self.s.eval_batch_size, self.dev_cache)
+            self.epoch += 1
+            f1 = dev["jmasa"]["f1"]
+            self.history.append({"epoch": self.epoch, "loss": loss, "dev": dev, "train_seconds": train_s,
+                                 "eval_seconds": time.monotonic() - t0 - train_s})
+            log.info("epoch %d: loss %.4f, dev JMASA F1 %.2f, MATE F1 %.2f, MASC acc %.2f (%.0f s)",
+                     self.epoch, loss, f1, dev["mate"]["f1"], dev["masc"]["accuracy"], time.monotonic() - t0)
+            if f1 > self.best_f1:
+                self.best_f1, self.bad_epochs = f1, 0
+                save_checkpoint(self.s.out, self.model, self.tokenizer)
+            else:
+                self.bad_epochs += 1
+            self.save_state()
+            if out_of_time:
+                stop_reason = "time budget"
+                break
+            if self.bad_epochs >= self.s.patience:
+                stop_reason = "early stopping"
+                break
+        return self._write_metrics(time.monotonic() - start, stop_reason)
+
+    def _write_metrics(self, seconds: float, stop_reason: str) -> dict:
+        best = max(self.history, key=lambda h: h["dev"]["jmasa"]["f1"]) if self.history else None
+        result = {"dataset": self.s.dataset, "best_epoch": best and best["epoch"],
+                  "dev": best and best["dev"], "stop_reason": stop_reason, "seconds_this_run": seconds,
+                  "train_seconds_total": sum(h["train_seconds"] + h["eval_seconds"] for h in self.history),
+                  "history": self.history, "settings": json.loads(self.s.model_dump_json())}
+        self.s.out.mkdir(parents=True, exist_ok=True)
+        (self.s.out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+        return result
+
+
+def train(settings: TrainSettings) -> dict:
+    """Train with `settings`; returns (and writes to OUT/metrics.json) the best dev metrics."""
+    return Trainer(settings).fit()
