@@ -1,0 +1,25 @@
+"""`lrsa bench scorer`: Triton vs in-process throughput of the fused SLM (workers.bench_scorer)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
+    from workers.bench_scorer import BenchScorerSettings
+    from workers.cli import add_settings_flags
+
+    p = bench.add_parser("scorer", help="posts/s through Triton (gRPC, dynamic batching) vs the same model in-process")
+    add_settings_flags(p, BenchScorerSettings)
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from lrsa.settings import settings_from_args
+    from workers.bench_scorer import BenchScorerSettings, format_result, run_bench
+
+    result = run_bench(settings_from_args(BenchScorerSettings, args))
+    print(json.dumps(result) if args.json else format_result(result))
+    return 0
