@@ -55,9 +55,9 @@ def encode_words(
     first_token = [_first_tokens(enc.word_ids(i), len(w)) for i, w in enumerate(words)]
     tensors = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
     n = len(words)
-    tensors["rationale_ids"], tensors["rationale_mask"] = _encode_stream(
+    tensors["rationale_ids"], tensors["rationale_mask"] = encode_stream(
         tokenizer, rationales or [None] * n, config.max_rationale_len)
-    tensors["image_desc_ids"], tensors["image_desc_mask"] = _encode_stream(
+    tensors["image_desc_ids"], tensors["image_desc_mask"] = encode_stream(
         tokenizer, image_descriptions or [None] * n, config.max_description_len)
     return tensors, first_token
 
@@ -70,7 +70,7 @@ def _first_tokens(word_ids: list[int | None], num_words: int) -> list[int]:
     return first
 
 
-def _encode_stream(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str | None],
+def encode_stream(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str | None],
                    max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and mask of an optional text per post; absent (None or blank) -> zero mask."""
     present = [bool(t and t.strip()) for t in texts]

@@ -149,26 +149,44 @@ def make_batch(examples: list[Example], tokenizer, config, cache: MemoryCache | 
 
 class MemoryCache:
     """Per-example token states of the rationale and description from a FROZEN memory encoder:
-    computed once, they make a training epoch nearly as cheap as a text-only one."""
+    computed once (and kept on disk under `cache_dir`, keyed by encoder, length and texts, so
+    other runs on the same data reuse them), they make an epoch nearly as cheap as text-only."""
 
-    def __init__(self, model, tokenizer, examples: list[Example], batch_size: int = 64):
+    def __init__(self, model, tokenizer, examples: list[Example], batch_size: int = 64,
+                 cache_dir: Path | None = None):
+        config = model.config
+        self.rationale = self._stream(model, tokenizer, [e.rationale for e in examples],
+                                      config.max_rationale_len, batch_size, cache_dir)
+        self.description = self._stream(model, tokenizer, [e.description for e in examples],
+                                        config.max_description_len, batch_size, cache_dir)
+
+    @staticmethod
+    def _stream(model, tokenizer, texts: list[str | None], max_len: int, batch_size: int,
+                cache_dir: Path | None) -> list:
+        import hashlib
+
         import torch
         from tqdm import tqdm
 
-        from lrsa.predict import encode_words
+        from lrsa.predict import encode_stream
 
-        self.rationale: list[torch.Tensor] = []
-        self.description: list[torch.Tensor] = []
+        key = hashlib.sha1(json.dumps([model.config.text_encoder, max_len, texts]).encode()).hexdigest()
+        path = Path(cache_dir) / f"memory-{key[:16]}.pt" if cache_dir else None
+        if path and path.exists():
+            log.info("memory states from %s", path)
+            return torch.load(path)
+        states: list[torch.Tensor] = []
         with torch.no_grad():
-            for i in tqdm(range(0, len(examples), batch_size), desc="caching rationale states",
-                          unit="batch", leave=False):
-                part = examples[i:i + batch_size]
-                t, _ = encode_words(tokenizer, model.config, [e.words for e in part],
-                                    [e.rationale for e in part], [e.description for e in part])
-                for name, out in (("rationale", self.rationale), ("image_desc", self.description)):
-                    mask = t[f"{name}_mask"]
-                    states = model.encode_memory(t[f"{name}_ids"], mask).half()
-                    out.extend(s[: int(m.sum())] for s, m in zip(states, mask))
+            for i in tqdm(range(0, len(texts), batch_size), desc="caching rationale states", unit="batch",
+                          leave=False):
+                ids, mask = encode_stream(tokenizer, texts[i:i + batch_size], max_len)
+                out = model.encode_memory(ids, mask).half()
+                states.extend(s[: int(m.sum())].clone() for s, m in zip(out, mask))
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(states, path.with_suffix(".tmp"))
+            path.with_suffix(".tmp").rename(path)  # whole file or none, for concurrent runs
+        return states
 
     @staticmethod
     def padded(states: list, width: int):

@@ -63,6 +63,8 @@ class TrainSettings(DataSettings):
     max_description_len: int = Field(128, description="sub-word tokens of the image description")
     modality_dropout: float = Field(0.3, description="chance to hide each stream per post in training")
     dropout: float = Field(0.1, description="dropout of fusion and head")
+    cache_dir: Path | None = Field(Path("runs/cache"), description="where frozen-encoder rationale "
+                                   "states are kept for reuse across runs")
     fresh: bool = Field(False, description="ignore OUT/train_state and start over (default: resume)")
 
 

@@ -112,8 +112,8 @@ class Trainer:
                   and self.model.config.rationale_encoder == "frozen")
         if frozen and self.train_cache is None:
             self.model.eval()
-            self.train_cache = MemoryCache(self.model, self.tokenizer, self.train_set)
-            self.dev_cache = MemoryCache(self.model, self.tokenizer, self.dev_set)
+            self.train_cache = MemoryCache(self.model, self.tokenizer, self.train_set, cache_dir=self.s.cache_dir)
+            self.dev_cache = MemoryCache(self.model, self.tokenizer, self.dev_set, cache_dir=self.s.cache_dir)
 
     def _train_epoch(self, deadline: float | None) -> tuple[float, bool]:
         """One pass over the shuffled training set: mean loss, and whether time ran out."""

@@ -1,0 +1,117 @@
+"""Loaders, determinism, resumption and the eval command, on a tiny model and tiny data."""
+
+import argparse
+import json
+
+import pytest
+
+from lrsa.model import load_checkpoint, tiny_test_checkpoint
+from training import cli
+from training.data import MASK_TERM, load_split
+from training.settings import TrainSettings
+from training.train import Trainer
+
+TWEETS = [
+    (["RT", "@", "Chuck", ":", "Chuck", "Bass", "is", "everything", "#", "MCM"], [(4, 6, "POS"), (8, 10, "NEU")]),
+    (["Girona", "promoted", "to", "La", "Liga"], [(0, 1, "POS"), (3, 5, "NEU")]),
+    (["Donald", "Trump", "hotels", "have", "plummeted"], [(0, 2, "NEG")]),
+    (["great", "day", "with", "Justin", "Bieber", "!"], [(3, 5, "POS")]),
+]
+
+
+def write_dataset(root, splits=("train", "dev", "test"), copies=(6, 2, 2)):
+    """A MABSA-format data folder (tweets + per-aspect rationale records) under `root`."""
+    for split, n in zip(splits, copies):
+        tweets, records = [], []
+        for k in range(n):
+            for j, (words, spans) in enumerate(TWEETS):
+                image = f"{split}{k}_{j}"
+                tweets.append({"words": words, "image_id": image + ".jpg", "aspects": [
+                    {"from": s, "to": e, "polarity": p, "term": words[s:e]} for s, e, p in spans]})
+                for s, e, p in spans:
+                    target = " ".join(words[s:e])
+                    text = " ".join(words[:s] + ["$T$"] + words[e:])
+                    records.append({"text": text, "target": target, "ImageID": image, "gt_label": "0",
+                                    "description": f"A photo about {words[0]}.",
+                                    "reason": f"Sentiment: {p}. {target} is discussed. More words follow."})
+        (root / "twitter2015").mkdir(parents=True, exist_ok=True)
+        (root / "rationales" / "twitter2015").mkdir(parents=True, exist_ok=True)
+        (root / "twitter2015" / f"{split}.json").write_text(json.dumps(tweets))
+        (root / "rationales" / "twitter2015" / f"{split}.json").write_text(json.dumps(records))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("mabsa"))
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    return tiny_test_checkpoint(tmp_path_factory.mktemp("tiny"))
+
+
+def test_loader_joins_rationales(tiny_data):
+    ex = load_split(tiny_data, "twitter2015", "train")
+    assert len(ex) == 24 and ex[0].spans == [(4, 6, "POS"), (8, 10, "NEU")]
+    assert ex[0].description == "A photo about RT."
+    # both aspects' reasons, each cut to its first two sentences
+    assert ex[0].rationale == "Sentiment: POS. Chuck Bass is discussed. | Sentiment: NEU. # MCM is discussed."
+    masked = load_split(tiny_data, "twitter2015", "train", rationale_source="reasons_masked")[0]
+    assert "Chuck Bass" not in masked.rationale and MASK_TERM in masked.rationale
+    bare = load_split(tiny_data, "twitter2015", "train", rationale_source="none", use_description=False)[0]
+    assert bare.rationale is None and bare.description is None
+
+
+def test_rationale_file_overrides_reasons(tiny_data, tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({"image_id": "train0_1.jpg", "text": "x", "rationale": "Girona did well."}) + "\n")
+    ex = load_split(tiny_data, "twitter2015", "train", rationale_file=path)
+    assert ex[1].rationale == "Girona did well." and ex[0].rationale is None
+
+
+@pytest.mark.data
+def test_real_data_join(data_dir):
+    ex = load_split(data_dir, "twitter2015", "train")
+    assert len(ex) == 2101 and sum(e.rationale is not None for e in ex) == 2099
+    assert sum(len(e.spans) for e in ex) == 3179
+
+
+def _train(tiny_data, tiny_ckpt, out, epochs=2):
+    model, tokenizer = load_checkpoint(tiny_ckpt)
+    s = TrainSettings(data_dir=tiny_data, out=out, epochs=epochs, batch_size=8, lr=1e-3, seed=3,
+                      threads=1, cache_dir=None)
+    return Trainer(s, model, tokenizer).fit()
+
+
+def test_training_is_deterministic_and_resumable(tiny_data, tiny_ckpt, tmp_path):
+    a = _train(tiny_data, tiny_ckpt, tmp_path / "a")
+    b = _train(tiny_data, tiny_ckpt, tmp_path / "b")
+    strip = lambda r: [{k: h[k] for k in ("epoch", "loss", "dev")} for h in r["history"]]  # noqa: E731
+    assert strip(a) == strip(b) and len(a["history"]) == 2
+    assert a["history"][1]["loss"] < a["history"][0]["loss"]
+    assert {"model.safetensors", "config.json", "metrics.json"} <= {p.name for p in (tmp_path / "a").iterdir()}
+    # a third epoch continues from the saved state instead of starting over
+    c = _train(tiny_data, tiny_ckpt, tmp_path / "a", epochs=3)
+    assert len(c["history"]) == 3 and strip(c)[:2] == strip(a)
+
+
+def _run_cli(argv):
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers(dest="command", required=True), None)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_eval_command_on_test_split_is_deterministic(tiny_data, tiny_ckpt, capsys):
+    argv = ["eval", "--data-dir", str(tiny_data), "--dataset", "twitter2015", "--split", "test",
+            "--checkpoint", str(tiny_ckpt), "--json", "--threads", "1"]
+    assert _run_cli(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["posts"] == 8 and set(first) >= {"jmasa", "mate", "masc"}
+    assert set(first["jmasa"]) == {"precision", "recall", "f1"}
+    assert set(first["masc"]) == {"accuracy", "macro_f1"}
+    assert _run_cli(argv + ["--no-rationale"]) == 0
+    capsys.readouterr()
+    assert _run_cli(argv) == 0
+    assert json.loads(capsys.readouterr().out) == first
