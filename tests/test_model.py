@@ -101,3 +101,21 @@ def test_save_load_round_trip(tiny, tmp_path):
     loaded, tok2 = load_checkpoint(tmp_path)
     tensors, _ = encode_batch(tok2, loaded.config, TEXTS, ["x y", None], [None, None])
     assert torch.equal(m(**tensors), loaded(**tensors))
+
+
+def test_efficientnet_lite0_features_feed_the_image_branch(tiny):
+    import io
+
+    from PIL import Image
+
+    from lrsa.image import ImageFeatureExtractor
+
+    extractor = ImageFeatureExtractor()  # the offline ImageNet weights
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 200), (200, 30, 30)).save(buf, format="PNG")
+    feats, mask = extractor.features_from_bytes([buf.getvalue()])
+    assert feats.shape == (1, 49, 1280) and mask.shape == (1, 49) and torch.isfinite(feats).all()
+    model, tok = tiny
+    m = _variant(model, use_image_features=True)
+    tensors, _ = encode_batch(tok, m.config, TEXTS[:1], None, None)
+    assert m(**tensors, image_features=feats, image_mask=mask).shape[-1] == NUM_LABELS
