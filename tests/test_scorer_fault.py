@@ -127,3 +127,59 @@ def test_outage_mid_stream_every_post_gets_exactly_one_result(start_triton, tiny
     assert _metric("lrsa_scorer_failures_total", kind="circuit_open") > before["circuit_open"]
     assert _metric("lrsa_scorer_circuit_state") == CircuitState.closed  # and recovered
     assert scorer.healthy()
+
+
+@pytest.mark.slow
+@pytest.mark.triton
+@pytest.mark.kafka
+@pytest.mark.ray
+def test_triton_outage_in_the_pipeline_loses_nothing(kafka_bootstrap, kafka_topic, start_triton,
+                                                     tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """`lrsa run` with the real score stage: tritonserver is killed mid-stream and restarted.
+    Every good post gets exactly one result, only the bad posts are dead-lettered, and the
+    outage shows in the worker's metrics as transient score-stage failures and retries."""
+    import json
+    import re
+    import urllib.request
+
+    from streaming_helpers import (end_offsets, ids_of, kill_tree, make_dataset, produce, read_all, start_worker,
+                                   wait_exit, wait_for)
+
+    server = start_triton()
+    data = make_dataset(400, 20, seed=3)
+    topics = {"in": kafka_topic("tfault-in", 2), "out": kafka_topic("tfault-out", 2),
+              "dlq": kafka_topic("tfault-dlq", 1)}
+    first, second = data.values[:200], data.values[200:]
+    produce(kafka_bootstrap, topics["in"], first)
+    log = tmp_path / "worker.log"
+    env = {"LRSA_SCORER_URL": server.grpc_url, "LRSA_SCORER_CHECKPOINT": str(tiny_checkpoint),
+           "LRSA_SCORER_TIMEOUT_S": "5", "LRSA_SCORER_RETRIES": "1", "LRSA_SCORER_BACKOFF_BASE_S": "0.05",
+           "LRSA_SCORER_CIRCUIT_RESET_S": "0.5"}
+    worker = start_worker(kafka_bootstrap, topics, "tfault", "--score-enabled", "--retry-initial-s", "0.2",
+                          "--retry-max-s", "1", "--exit-when-idle", "3", log=log, env=env)
+    try:
+        wait_for(lambda: end_offsets(kafka_bootstrap, topics["out"]) > 0, 120, what="the first results")
+        server.kill()  # mid-stream: the rest of the first half and all of the second are still to come
+        produce(kafka_bootstrap, topics["in"], second)
+        wait_for(lambda: "stage score: " in log.read_text() and "retry 3 of a batch" in log.read_text(), 60,
+                 what="the worker to retry the score stage")
+        port = int(re.search(r"metrics at http://127\.0\.0\.1:(\d+)/metrics", log.read_text()).group(1))
+
+        def score_failures() -> float:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith("lrsa_stage_errors_total{") and 'stage="score"' in line
+                       and 'kind="transient"' in line)
+
+        wait_for(lambda: score_failures() > 0, 30, what="the outage in the worker's metrics")
+        server.start()
+        assert wait_exit(worker, 180, log) == 0
+    finally:
+        if worker.poll() is None:
+            kill_tree(worker.pid)
+    results, letters = read_all(kafka_bootstrap, topics["out"]), read_all(kafka_bootstrap, topics["dlq"])
+    result_ids = ids_of(results)
+    assert set(result_ids) == data.good_ids and max(result_ids.values()) == 1
+    assert set(ids_of(letters)) == data.bad_keys  # no dead letter caused by the outage
+    sample = json.loads(results[0].value)
+    assert sample["model"]["slm"] == "triton:lrsa_fused/latest" and isinstance(sample["aspects"], list)
