@@ -103,22 +103,31 @@ def end_offsets(bootstrap: str, topic: str) -> int:
     return total
 
 
-def read_all(bootstrap: str, topic: str, read_committed: bool = False, idle_ms: int = 3000) -> list:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+def read_all(bootstrap: str, topic: str, read_committed: bool = False, timeout_s: float = 60) -> list:
+    """Every record of the topic up to its end offsets (last stable offsets when read_committed)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap,
                              isolation_level="read_committed" if read_committed else "read_uncommitted",
-                             max_partition_fetch_bytes=MAX_MESSAGE_BYTES, consumer_timeout_ms=idle_ms)
-    records = list(consumer)
+                             max_partition_fetch_bytes=MAX_MESSAGE_BYTES)
+    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    ends = consumer.end_offsets(parts)
+    records, deadline = [], time.monotonic() + timeout_s
+    while any(consumer.position(tp) < end for tp, end in ends.items()):
+        assert time.monotonic() < deadline, f"could not read {topic} to its end in {timeout_s}s"
+        for recs in consumer.poll(timeout_ms=500).values():
+            records.extend(recs)
     consumer.close()
     return records
 
 
-def committed_offsets(bootstrap: str, group: str) -> dict[int, int]:
+def committed_offsets(bootstrap: str, group: str, topic: str | None = None) -> dict[int, int]:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         offsets = admin.list_group_offsets(group).get(group, {})
     finally:
         admin.close()
-    return {tp.partition: om.offset for tp, om in offsets.items()}
+    return {tp.partition: om.offset for tp, om in offsets.items() if topic in (None, tp.topic)}
 
 
 def start_worker(bootstrap: str, topics: dict[str, str], group: str, *extra: str, log: Path,

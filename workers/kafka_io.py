@@ -40,3 +40,31 @@ def producer(settings: KafkaClientSettings, transactional_id: str | None = None,
         config.update(transactional_id=transactional_id, enable_idempotence=True)
     config.update(extra)
     return KafkaProducer(**config)
+
+
+class GroupLag:
+    """Committed offsets of a group against the log end of its input topic, seen from outside
+    the group (so a member that has no partitions yet cannot mistake that for 'drained')."""
+
+    def __init__(self, settings: KafkaClientSettings, topic: str, group_id: str) -> None:
+        from kafka import KafkaAdminClient
+
+        self.topic, self.group_id = topic, group_id
+        self._admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers.split(","))
+        self._consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","), group_id=None)
+
+    def lag(self) -> dict[int, int]:
+        """partition -> end offset minus committed offset (the whole partition when nothing is committed)."""
+        from kafka import TopicPartition
+
+        parts = [TopicPartition(self.topic, p) for p in self._consumer.partitions_for_topic(self.topic) or ()]
+        ends = self._consumer.end_offsets(parts)
+        committed = self._admin.list_group_offsets(self.group_id).get(self.group_id, {})
+        start = self._consumer.beginning_offsets(parts)
+        return {tp.partition: max(0, end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0
+                                            else start[tp]))
+                for tp, end in ends.items()}
+
+    def close(self) -> None:
+        self._admin.close()
+        self._consumer.close()

@@ -72,6 +72,7 @@ class Pipeline:
         self.statuses: list[dict[str, Any]] = []        # latest status of each ingest actor
         self.final_statuses: list[dict[str, Any]] = []  # what each ingest actor's run() returned
         self.metrics_port: int | None = None
+        self._group_lag = None
 
     def run(self) -> int:
         import ray
@@ -89,9 +90,12 @@ class Pipeline:
         runs = {a.run.remote(): a for a in self.actors}
         log.info("pipeline up: %d ingest actors, stages %s", len(self.actors),
                  {k: len(v) for k, v in pools.actors.items()} or "none (pass-through)")
-        code = self._supervise(runs, pools)
-        self._collect_metrics()
-        return code
+        try:
+            return self._supervise(runs, pools)
+        finally:
+            self._collect_metrics()
+            if self._group_lag is not None:
+                self._group_lag.close()
 
     def _supervise(self, runs: dict, pools: Pools) -> int:
         import ray
@@ -136,11 +140,22 @@ class Pipeline:
     def _idle_since(self, since: float | None) -> float | None:
         if self.s.exit_when_idle is None:
             return None
-        drained = all(not st["busy"] and st["lag"] == 0 and st["idle_s"] >= self.s.metrics_interval_s
-                      for st in self.statuses)
-        if not drained:
+        quiet = all(not st["busy"] and st["idle_s"] >= self.s.metrics_interval_s for st in self.statuses)
+        if not quiet or not self._group_drained():
             return None
         return since or time.monotonic() - min(st["idle_s"] for st in self.statuses)
+
+    def _group_drained(self) -> bool:
+        """Every partition of the input committed up to its end (asked of the broker, not the members)."""
+        from workers.kafka_io import GroupLag
+
+        try:
+            if self._group_lag is None:
+                self._group_lag = GroupLag(self.s, self.s.input_topic, self.s.group_id)
+            return sum(self._group_lag.lag().values()) == 0
+        except Exception as e:  # broker hiccup: not drained as far as we know
+            log.debug("group lag unavailable: %s", e)
+            return False
 
     def _stop_all(self) -> None:
         for a in self.actors:
@@ -166,9 +181,10 @@ def run_worker(s: WorkerSettings) -> int:
         log.info("%s: draining in-flight work, committing, closing", signal.Signals(signum).name)
         pipeline.stop_requested.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     try:
+        init_ray(s)  # first: Ray installs its own SIGTERM handler, which ours must replace
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
         return pipeline.run()
     finally:
         import ray
