@@ -1,0 +1,1 @@
+"""The rationale engine: prompts, continuous-batching generation, cache. See docs/rationale.md."""

@@ -1,0 +1,247 @@
+"""Continuous batching for greedy decoding: a fixed set of slots over a preallocated KV cache.
+
+Every row of a batch lives in a slot. A slot's sequence starts at column 0 of its cache row and
+has its own position, so rows of different lengths decode side by side; a row that stops (end of
+sequence or its token budget) frees its slot at once, and the slot is refilled from the queue by
+a prefill of new prompts while the other rows keep going. Plain `generate()` instead keeps
+decoding finished rows until the longest row of the batch is done.
+
+Only torch and transformers are imported here, so the GPU benchmark runs without the rest of
+the project. The decode step has fixed shapes (slots x 1 token over a column bucket of the
+cache), which is what lets it be captured as a CUDA graph (or compiled) on a GPU.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers import PreTrainedModel
+
+
+class SlotKVCache:
+    """Per-layer [slots, kv_heads, max_len, head_dim] key/value tensors, written in place.
+
+    Duck-types the `update()` of a transformers Cache. Two modes:
+    - prefill (`prefill_slots` set): write whole prompts into their slots, return the prompt's own
+      keys/values (a prompt attends only to itself);
+    - decode: write one token per slot at that slot's position, return the first `limit` columns
+      of every slot (the attention mask hides each slot's columns past its position).
+    """
+
+    def __init__(self, model: PreTrainedModel, slots: int, max_len: int) -> None:
+        cfg = model.config.get_text_config()
+        kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        shape = (slots, kv_heads, max_len, head_dim)
+        opts = {"dtype": model.dtype, "device": model.device}
+        self.keys = [torch.zeros(shape, **opts) for _ in range(cfg.num_hidden_layers)]
+        self.values = [torch.zeros(shape, **opts) for _ in range(cfg.num_hidden_layers)]
+        self.rows = torch.arange(slots, device=model.device)
+        self.write_pos = torch.zeros(slots, dtype=torch.long, device=model.device)
+        self.prefill_slots: torch.Tensor | None = None
+        self.limit = max_len
+        if model.device.type == "cuda":  # fixed addresses: required for CUDA graph replay / cudagraph trees
+            for t in (*self.keys, *self.values, self.rows, self.write_pos):
+                torch._dynamo.mark_static_address(t)
+
+    def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args, **kwargs):
+        keys, values = self.keys[layer_idx], self.values[layer_idx]
+        if self.prefill_slots is not None:
+            n = key.shape[2]
+            keys[self.prefill_slots, :, :n] = key
+            values[self.prefill_slots, :, :n] = value
+            return key, value
+        keys[self.rows, :, self.write_pos] = key[:, :, 0]
+        values[self.rows, :, self.write_pos] = value[:, :, 0]
+        return keys[:, :, : self.limit], values[:, :, : self.limit]
+
+
+@dataclass
+class BatchStats:
+    """What one `run()` did: the figures an operator and the benchmark look at."""
+
+    requests: int = 0
+    new_tokens: int = 0
+    decode_steps: int = 0
+    prefill_calls: int = 0
+    busy_slot_steps: int = 0  # sum over decode steps of the slots holding a live row
+    slot_steps: int = 0
+    seconds: float = 0.0
+
+    @property
+    def slot_utilisation(self) -> float:
+        return self.busy_slot_steps / self.slot_steps if self.slot_steps else 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class _Row:
+    index: int
+    budget: int
+    tokens: list[int] = field(default_factory=list)
+
+
+class ContinuousBatcher:
+    """Greedy decoding of many prompts through `slots` rows of one KV cache.
+
+    continuous: refill freed slots while others decode (False: wait until every slot is free,
+    i.e. static batching that still stops early per batch). sort_by_length: take prompts in
+    length order so a prefill group pads little (length bucketing). cuda_graphs: capture the
+    decode step per column bucket and replay it. compile: torch.compile the decode step.
+    """
+
+    def __init__(self, model: PreTrainedModel, *, slots: int = 32, max_len: int = 512,
+                 eos_token_ids: Sequence[int] = (), continuous: bool = True, sort_by_length: bool = True,
+                 refill_min: int | None = None, column_bucket: int = 64, cuda_graphs: bool | None = None,
+                 compile: bool = False) -> None:
+        self.model = model
+        self.decoder = model.get_decoder()
+        self.lm_head = model.get_output_embeddings()
+        self.slots, self.max_len = slots, max_len
+        self.eos = set(int(t) for t in eos_token_ids)
+        self.continuous, self.sort_by_length = continuous, sort_by_length
+        self.refill_min = refill_min or max(1, slots // 8)
+        self.column_bucket = column_bucket
+        self.cuda_graphs = model.device.type == "cuda" if cuda_graphs is None else cuda_graphs
+        self.cache = SlotKVCache(model, slots, max_len)
+        self._cols = torch.arange(max_len, device=model.device)
+        self._tokens = torch.zeros(slots, dtype=torch.long, device=model.device)
+        self._decode_fn: Callable = torch.compile(self._decode, dynamic=False) if compile else self._decode
+        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+
+    # ---- forward passes -------------------------------------------------------------------
+    def _decode(self, tokens: torch.Tensor, pos: torch.Tensor, limit: int) -> torch.Tensor:
+        mask = (self._cols[:limit][None, :] <= pos[:, None])[:, None, None, :]
+        self.cache.limit = limit
+        hidden = self.decoder(input_ids=tokens[:, None], attention_mask=mask, position_ids=pos[:, None],
+                              cache=self.cache, use_cache=True).last_hidden_state
+        return self.lm_head(hidden[:, 0]).argmax(-1)
+
+    def _decode_step(self, limit: int) -> torch.Tensor:
+        if not self.cuda_graphs:
+            return self._decode_fn(self._tokens, self.cache.write_pos, limit)
+        if limit not in self._graphs:
+            self._graphs[limit] = self._capture(limit)
+        graph, out = self._graphs[limit]
+        graph.replay()
+        return out
+
+    def _capture(self, limit: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+        """Record the decode step on the static token/position buffers (warm-up on a side stream first)."""
+        saved = [(k.clone(), v.clone()) for k, v in zip(self.cache.keys, self.cache.values)]
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self._decode_fn(self._tokens, self.cache.write_pos, limit)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = self._decode_fn(self._tokens, self.cache.write_pos, limit)
+        for (k, v), keys, values in zip(saved, self.cache.keys, self.cache.values):  # undo warm-up writes
+            keys.copy_(k)
+            values.copy_(v)
+        return graph, out
+
+    def warmup(self) -> None:
+        """Capture/compile every column bucket now, so the first requests do not pay for it."""
+        for limit in range(self.column_bucket, self.max_len + 1, self.column_bucket):
+            self._decode_step(limit)
+        if self.model.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def _prefill(self, rows: list[list[int]], slots: list[int]) -> torch.Tensor:
+        """Run new prompts (right-padded) into their slots; returns each one's first new token."""
+        dev = self.model.device
+        lens = torch.tensor([len(r) for r in rows], device=dev)
+        width = max(len(r) for r in rows)
+        ids = torch.zeros(len(rows), width, dtype=torch.long, device=dev)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r, device=dev)
+        cols = self._cols[:width]
+        mask = (cols[None, :] <= cols[:, None])[None] & (cols[None, None, :] < lens[:, None, None])
+        self.cache.prefill_slots = torch.tensor(slots, device=dev)
+        try:
+            hidden = self.decoder(input_ids=ids, attention_mask=mask[:, None], cache=self.cache, use_cache=True,
+                                  position_ids=cols[None].expand(len(rows), -1)).last_hidden_state
+        finally:
+            self.cache.prefill_slots = None
+        last = hidden[torch.arange(len(rows), device=dev), lens - 1]
+        return self.lm_head(last).argmax(-1)
+
+    # ---- scheduling -----------------------------------------------------------------------
+    @torch.inference_mode()
+    def run(self, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int],
+            on_finish: Callable[[int, list[int]], None] | None = None) -> tuple[list[list[int]], BatchStats]:
+        """Generate greedily for every prompt; returns new tokens per prompt (EOS excluded) in input order.
+
+        max_new_tokens may be one budget or one per prompt. on_finish(index, tokens) is called as
+        each row completes, while the others are still decoding.
+        """
+        t0 = time.perf_counter()
+        budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+        room = self.max_len - max(budgets, default=0)
+        if room < 1:
+            raise ValueError(f"max_new_tokens {max(budgets)} leaves no room for a prompt in max_len {self.max_len}")
+        # Keep the tail of an over-long prompt: a chat prompt ends with the assistant's turn.
+        prompts = [list(p)[-room:] for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i])) if self.sort_by_length \
+            else list(range(len(prompts)))
+        queue = deque(order)
+        live: list[_Row | None] = [None] * self.slots
+        pos = [0] * self.slots
+        results: list[list[int]] = [[] for _ in prompts]
+        stats = BatchStats(requests=len(prompts))
+
+        def finish(slot: int) -> None:
+            row = live[slot]
+            results[row.index] = row.tokens
+            stats.new_tokens += len(row.tokens)
+            live[slot] = None
+            if on_finish:
+                on_finish(row.index, row.tokens)
+
+        def accept(slot: int, token: int) -> None:
+            row = live[slot]
+            if token not in self.eos:
+                row.tokens.append(token)
+            if token in self.eos or len(row.tokens) >= row.budget:
+                finish(slot)
+
+        while queue or any(live):
+            free = [s for s, r in enumerate(live) if r is None]
+            busy = len(free) < self.slots
+            want = min(self.refill_min, len(queue))
+            if queue and free and len(free) >= want and (self.continuous or not busy):
+                take = [queue.popleft() for _ in range(min(len(free), len(queue)))]
+                slots = free[: len(take)]
+                first = self._prefill([prompts[i] for i in take], slots).tolist()
+                stats.prefill_calls += 1
+                for slot, i, tok in zip(slots, take, first):
+                    live[slot] = _Row(i, budgets[i])
+                    pos[slot] = len(prompts[i])
+                    self._tokens[slot] = tok
+                    accept(slot, tok)
+            active = [s for s, r in enumerate(live) if r is not None]
+            if not active:
+                continue
+            self.cache.write_pos.copy_(torch.tensor(pos))
+            limit = min(self.max_len, -(-(max(pos[s] for s in active) + 1) // self.column_bucket) * self.column_bucket)
+            next_tokens = self._decode_step(limit)
+            self._tokens.copy_(next_tokens)
+            host = next_tokens.tolist()
+            stats.decode_steps += 1
+            stats.slot_steps += self.slots
+            stats.busy_slot_steps += len(active)
+            for s in active:
+                pos[s] += 1
+                accept(s, host[s])
+        stats.seconds = time.perf_counter() - t0
+        return results, stats

@@ -1,0 +1,34 @@
+"""Settings of the rationale engine (env LRSA_<FIELD>); the worker pool and the CLI extend them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from lrsa.rationale.loading import DEFAULT_MODEL
+from lrsa.rationale.prompts import PROMPT_VERSION
+from lrsa.settings import LrsaSettings
+
+
+class RationaleSettings(LrsaSettings):
+    model: str = Field(DEFAULT_MODEL, description="rationale LLM: HF id, local folder, or the offline default")
+    vlm_model: str | None = Field(None, description="vision-language model (HF id/folder) describing images; none = text only")
+    model_cache_dir: Path | None = Field(None, description="where converted models are cached (~/.cache/lrsa/models)")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
+    dtype: str = Field("auto", description="auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32")
+    prompt_version: str = Field(PROMPT_VERSION, description="prompt template version")
+    max_new_tokens: int = Field(64, ge=1, description="longest rationale, in tokens")
+    slots: int = Field(32, ge=1, description="rows decoded together (continuous-batching slots)")
+    max_len: int = Field(320, ge=16, description="prompt + rationale tokens per slot (KV cache length)")
+    cuda_graphs: bool | None = Field(None, description="capture the decode step as CUDA graphs (default: on GPU)")
+    compile: bool = Field(False, description="torch.compile the decode step")
+    cache_size: int = Field(10_000, ge=0, description="rationale cache entries (0 disables)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's)")
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"

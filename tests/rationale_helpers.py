@@ -1,0 +1,41 @@
+"""Tiny random models of real architectures for the rationale engine's tests (fast, offline)."""
+
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from lrsa.rationale.loading import LoadedModel
+from lrsa.rationale.prompts import TEMPLATES
+
+CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} {% endfor %}"
+                 "{% if add_generation_prompt %}<assistant>{% endif %}")
+
+
+def tiny_llama(vocab_size: int = 300, seed: int = 0) -> LlamaForCausalLM:
+    """SmolLM2's architecture (Llama, grouped-query attention, tied embeddings), 2 layers of width 64."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=True, bos_token_id=None, eos_token_id=1, pad_token_id=0)
+    return LlamaForCausalLM(config).eval()
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level tokenizer knowing the prompt templates' words, with a chat template."""
+    words = {w for t in TEMPLATES.values() for part in (t.system, t.text, t.image)
+             for w in pre_tokenizers.Whitespace().pre_tokenize_str(part)}
+    specials = ["<pad>", "<eos>", "<unk>"]
+    extra = {"<", ">", '"', "system", "user", "assistant", "I", "love", "hate", "my", "new", "phone", "RT"}
+    vocab = {w: i for i, w in enumerate(specials + sorted({w for w, _ in words} | extra))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def tiny_loaded() -> LoadedModel:
+    tok = tiny_tokenizer()
+    return LoadedModel(tiny_llama(vocab_size=len(tok)), tok, "tiny-llama", 0.0)
