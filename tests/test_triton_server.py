@@ -68,3 +68,35 @@ def test_a_model_that_cannot_load_fails_start_with_the_log(tmp_path: Path, start
     repo = render_repository(tmp_path / "repo", tmp_path / "no-such-checkpoint")
     with pytest.raises((RuntimeError, TimeoutError), match="no-such-checkpoint"):
         start_triton(repository=repo)
+
+
+def test_scorer_passes_tls_and_auth_header_through(tmp_path: Path, start_triton, tiny_checkpoint: Path) -> None:
+    import subprocess
+
+    from lrsa.schemas import Post, SourceRef
+    from workers.scorer_stage import ScoreProcessor, ScorerSettings
+    from workers.stage_api import TransientError, WorkItem
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    server = start_triton(extra_args=["--grpc-use-ssl=true", f"--grpc-server-cert={cert}", f"--grpc-server-key={key}",
+                                      "--grpc-restricted-protocol=inference:lrsa-token=s3cret"])
+    TOKEN_HEADER = "triton-grpc-protocol-lrsa-token"  # Triton prefixes the restricted key
+    items = [WorkItem(post=Post(id="1", text="Chuck Bass is everything #MCM"),
+                      source=SourceRef(topic="t", partition=0, offset=0))]
+    base = dict(url=server.grpc_url, checkpoint=tiny_checkpoint, retries=0, timeout_s=5)
+
+    def score(**options) -> list[WorkItem]:
+        scorer = ScoreProcessor(ScorerSettings(**base, **options))
+        try:
+            return scorer.process(items)
+        finally:
+            scorer.close()
+
+    assert score(ssl=True, root_certificates=cert, headers={TOKEN_HEADER: "s3cret"})[0].aspects is not None
+    with pytest.raises(TransientError):  # no token: refused (an operator must fix the config; posts wait)
+        score(ssl=True, root_certificates=cert)
+    with pytest.raises(TransientError):  # plaintext against a TLS port
+        score(headers={TOKEN_HEADER: "s3cret"})
