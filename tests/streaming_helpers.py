@@ -134,7 +134,7 @@ def start_worker(bootstrap: str, topics: dict[str, str], group: str, *extra: str
                  env: dict[str, str] | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "lrsa_cli.main", "run", "--bootstrap-servers", bootstrap,
            "--input-topic", topics["in"], "--output-topic", topics["out"], "--dlq-topic", topics["dlq"],
-           "--group-id", group, "--metrics-port", "0", "--ray-num-cpus", "4",
+           "--group-id", group, "--metrics-port", "0", "--ray-num-cpus", "4", "--session-timeout-ms", "8000",
            "--max-image-bytes", str(SMALL_IMAGE_LIMIT), *extra]
     full_env = {**os.environ, "PYTHONPATH": f"{TESTS_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                 "RAY_AUTH_MODE": "disabled", **(env or {})}

@@ -31,6 +31,8 @@ class WorkerSettings(KafkaClientSettings):
     group_id: str = Field("lrsa", description="Kafka consumer group of the ingest actors")
     auto_offset_reset: str = Field("earliest", description="where a group without a commit starts: earliest|latest")
 
+    session_timeout_ms: int = Field(45_000, ge=6000, description="consumer group session timeout: how soon "
+                                    "the partitions of a crashed member move to another")
     ingest_actors: int = Field(1, ge=1, description="ingest actors = consumer group members (partitions spread over them)")
     ingest_num_cpus: float = Field(0.5, ge=0, description="Ray CPUs reserved per ingest actor")
     poll_max_records: int = Field(1000, ge=1, description="max records per consumer poll")

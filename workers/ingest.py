@@ -105,7 +105,8 @@ class IngestWorker:
             self.producer.init_transactions()  # fences a crashed predecessor, aborts its open transaction
         self.consumer = kafka_io.consumer(s, group_id=s.group_id, read_committed=s.exactly_once,
                                           auto_offset_reset=s.auto_offset_reset,
-                                          max_poll_records=s.poll_max_records)
+                                          max_poll_records=s.poll_max_records,
+                                          session_timeout_ms=s.session_timeout_ms)
         self.consumer.subscribe([s.input_topic], listener=_Rebalance(self))
         log.info("ingest %d consuming %s as group %s (%s)", self.index, s.input_topic, s.group_id,
                  "exactly-once" if s.exactly_once else "at-least-once")
