@@ -1,55 +1,92 @@
+"""Metrics: actor buffers reach the driver's /metrics; counters move during a real run; the alert
+rules and the dashboard only name metrics that exist."""
+
+from __future__ import annotations
+
+import re
+import signal
+import urllib.request
+from pathlib import Path
+
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from training.metrics import jmasa, mabsa_metrics, masc, mate
+from streaming_helpers import ECHO_STAGE, make_dataset, produce, start_worker, wait_exit, wait_for
+from workers.kafka_stack import free_port
+from workers.metrics import SPECS, DriverMetrics, MetricsBuffer
 
-
-def test_exact_match_needs_span_and_sentiment():
-    gold = [[(0, 2, "POS"), (5, 6, "NEG")]]
-    pred = [[(0, 2, "POS"), (5, 6, "NEU"), (7, 8, "NEG")]]
-    assert jmasa(gold, pred) == pytest.approx({"precision": 100 / 3, "recall": 50.0, "f1": 40.0})
-    # MATE ignores sentiment: 2 of 3 predicted spans are gold spans
-    assert mate(gold, pred) == pytest.approx({"precision": 200 / 3, "recall": 100.0, "f1": 80.0})
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
 
-def test_partial_span_overlap_is_wrong():
-    gold = [[(0, 2, "POS")]]
-    for wrong in ([(0, 1, "POS")], [(1, 2, "POS")], [(0, 3, "POS")]):
-        assert jmasa(gold, [wrong])["f1"] == 0.0 and mate(gold, [wrong])["f1"] == 0.0
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
 
 
-def test_overlapping_predictions_each_count():
-    gold = [[(0, 2, "POS")]]
-    pred = [[(0, 2, "POS"), (0, 1, "POS"), (1, 2, "NEG")]]
-    assert jmasa(gold, pred) == pytest.approx({"precision": 100 / 3, "recall": 100.0, "f1": 50.0})
+def total(samples: dict, name: str, **match: str) -> float:
+    return sum(v for (n, labels), v in samples.items()
+               if n == name and all(dict(labels).get(k) == want for k, want in match.items()))
 
 
-def test_empty_predictions_and_empty_gold():
-    assert jmasa([[(0, 1, "POS")]], [[]]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
-    assert jmasa([[]], [[(0, 1, "POS")]]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
-    assert jmasa([[], []], [[], []])["f1"] == 0.0
+def test_buffer_drains_into_driver_metrics() -> None:
+    buf, driver = MetricsBuffer(), DriverMetrics()
+    buf.inc("lrsa_posts_dead_lettered_total", 2, reason="empty_text")
+    buf.observe("lrsa_stage_latency_seconds", 0.02, stage="score")
+    buf.set("lrsa_consumer_lag", 7, topic="posts", partition=0)
+    driver.apply(buf.drain())
+    buf.inc("lrsa_posts_dead_lettered_total", 1, reason="empty_text")
+    driver.apply(buf.drain())
+    port = driver.serve("127.0.0.1", 0)
+    try:
+        s = scrape(port)
+    finally:
+        driver.close()
+    assert total(s, "lrsa_posts_dead_lettered_total", reason="empty_text") == 3
+    assert total(s, "lrsa_stage_latency_seconds_count", stage="score") == 1
+    assert total(s, "lrsa_consumer_lag", topic="posts", partition="0") == 7
+    assert buf.drain()["counters"] == {}  # drained deltas are not applied twice
 
 
-def test_micro_average_over_posts():
-    gold = [[(0, 1, "POS")], [(2, 3, "NEG"), (4, 5, "NEU")]]
-    pred = [[(0, 1, "POS")], [(2, 3, "NEG")]]
-    assert jmasa(gold, pred) == pytest.approx({"precision": 100.0, "recall": 200 / 3, "f1": 80.0})
+@pytest.mark.parametrize("path", ["prometheus/lrsa-alerts.yml", "grafana/lrsa-streaming.json"])
+def test_deploy_files_name_only_existing_metrics(path: str) -> None:
+    text = (DEPLOY / path).read_text()
+    known = {n.removesuffix("_total") for n in SPECS} | set(SPECS)
+    used = set(re.findall(r"\b(lrsa_[a-z_]+?)(?:_bucket|_sum|_count)?\b", text))
+    assert used and used <= known, used - known
 
 
-def test_same_pair_in_another_post_does_not_count():
-    assert jmasa([[(0, 1, "POS")], []], [[], [(0, 1, "POS")]])["f1"] == 0.0
+@pytest.mark.kafka
+@pytest.mark.ray
+def test_counters_move_during_a_run(kafka_bootstrap, kafka_topic, tmp_path) -> None:
+    data = make_dataset(4_000, 100, seed=5)
+    topics = {"in": kafka_topic("m-in", 2), "out": kafka_topic("m-out", 2), "dlq": kafka_topic("m-dlq", 1)}
+    produce(kafka_bootstrap, topics["in"], data.values)
+    port, log = free_port(), tmp_path / "worker.log"
+    worker = start_worker(kafka_bootstrap, topics, "metrics", "--rationale-enabled", "--rationale-processor",
+                          ECHO_STAGE, "--batch-size", "20", "--metrics-port", str(port), log=log,
+                          env={"LRSA_TEST_STAGE_DELAY_S": "0.002"})  # ~8 s of stage work
+    try:
+        wait_for(lambda: total(scrape_or_empty(port), "lrsa_posts_emitted_total") > 0, 90, what="first results")
+        first = scrape(port)
+        wait_for(lambda: total(scrape(port), "lrsa_posts_emitted_total") > total(first, "lrsa_posts_emitted_total"),
+                 30, what="emitted counter to move")
+        second = scrape(port)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert wait_exit(worker, 60, log) == 0
+    assert total(second, "lrsa_posts_consumed_total") > 0
+    assert total(second, "lrsa_posts_dead_lettered_total") > 0
+    assert {dict(l)["reason"] for (n, l) in second if n == "lrsa_posts_dead_lettered_total"} >= {"invalid_json"}
+    assert total(second, "lrsa_stage_latency_seconds_count", stage="rationale") > 0
+    assert total(second, "lrsa_stage_batch_size_count", stage="rationale") > 0
+    assert total(second, "lrsa_actor_pool_size", stage="rationale") == 1
+    assert any(n == "lrsa_consumer_lag" for n, _ in second)
+    assert any(n == "lrsa_inflight_batches" for n, _ in second)
 
 
-def test_masc_accuracy_and_macro_f1():
-    gold = ["POS", "POS", "NEU", "NEG"]
-    pred = ["POS", "NEU", "NEU", "NEU"]
-    result = masc(gold, pred)
-    # POS f1 = 2/3, NEU p=1/3 r=1 f1=1/2, NEG f1=0
-    assert result == pytest.approx({"accuracy": 50.0, "macro_f1": 100 * (2 / 3 + 1 / 2 + 0) / 3})
-    with pytest.raises(ValueError):
-        masc(["POS"], [])
-
-
-def test_mabsa_metrics_flattens_gold_aspect_sentiments():
-    gold = [[(0, 1, "POS"), (2, 3, "NEG")]]
-    out = mabsa_metrics(gold, [[(0, 1, "POS")]], [["POS", "POS"]])
-    assert out["masc"]["accuracy"] == 50.0 and out["jmasa"]["recall"] == 50.0
+def scrape_or_empty(port: int) -> dict:
+    try:
+        return scrape(port)
+    except OSError:  # not listening yet
+        return {}
