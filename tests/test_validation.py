@@ -53,3 +53,17 @@ def test_limits_are_configurable() -> None:
         parse_post(big, Limits(max_image_bytes=50))
     assert e.value.reason == R.image_too_large
     assert parse_post(raw(id="p", text="x" * 20), Limits(max_text_chars=20)).text == "x" * 20
+
+
+def test_samples_file_has_good_posts_and_a_few_bad_lines() -> None:
+    from pathlib import Path
+
+    reasons = []
+    lines = (Path(__file__).resolve().parent.parent / "samples" / "posts.jsonl").read_bytes().splitlines()
+    for line in lines:
+        try:
+            parse_post(line)
+        except BadPost as e:
+            reasons.append(e.reason)
+    assert len(lines) - len(reasons) == 30
+    assert sorted(reasons) == sorted([R.invalid_json, R.empty_text, R.image_undecodable])
