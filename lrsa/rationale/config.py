@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from lrsa.rationale.loading import DEFAULT_MODEL
+from lrsa.rationale import DEFAULT_MODEL
 from lrsa.rationale.prompts import PROMPT_VERSION
 from lrsa.settings import LrsaSettings
 

@@ -100,7 +100,10 @@ class RationaleEngine:
                 self.cache.put(k, rationale)
             self.totals.posts += len(requests)
             made = dict(zip(todo, fresh))
-            return [made.get(k) or _as_cached(found[k]) for k in keys]
+            out = []
+            for k in keys:  # a key's first occurrence carries its generation; copies are "cached"
+                out.append(made.pop(k) if k in made else _as_cached(found.get(k) or out[keys.index(k)]))
+            return out
 
     def _image_of(self, r: RationaleRequest) -> bytes | None:
         return r.image if self.describer else None  # without a VLM the image cannot change the rationale

@@ -1,0 +1,81 @@
+"""Rationale stage: the StageProcessor sets rationales and exports its metrics; it runs in a Ray actor."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import REGISTRY
+
+from lrsa.rationale.config import RationaleSettings
+from lrsa.rationale.engine import RationaleEngine
+from lrsa.schemas import Post, SourceRef
+from rationale_helpers import tiny_loaded
+from workers.rationale_stage import RationaleProcessor, RationaleStageSettings, ray_actor_options
+from workers.stage_api import WorkItem
+
+
+def _items(*texts: str) -> list[WorkItem]:
+    return [WorkItem(Post(id=str(i), text=t), SourceRef(topic="in", partition=0, offset=i))
+            for i, t in enumerate(texts)]
+
+
+def _tiny_processor() -> RationaleProcessor:
+    settings = RationaleStageSettings(device="cpu", slots=2, max_len=160, max_new_tokens=5, threads=1)
+    return RationaleProcessor(settings, engine=RationaleEngine(settings, loaded=tiny_loaded()))
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_processor_sets_rationales_and_counts_tokens_batches_and_cache_hits():
+    processor = _tiny_processor()
+    before = {n: _sample(n) for n in ("lrsa_rationale_tokens_generated_total", "lrsa_rationale_cache_hits_total",
+                                      "lrsa_rationale_cache_misses_total", "lrsa_rationale_batch_posts_count")}
+    items = processor.process(_items("I love my new phone", "RT @x: I love my new phone", "I hate my phone"))
+    assert all(it.rationale for it in items) and items[0].rationale == items[1].rationale
+    assert items[0].image_description is None  # no vision-language model configured
+    tokens = sum(r.new_tokens for r in processor.engine.generate([]))  # nothing new: sanity of the empty call
+    assert tokens == 0
+    assert _sample("lrsa_rationale_tokens_generated_total") - before["lrsa_rationale_tokens_generated_total"] == \
+        processor.engine.totals.new_tokens > 0
+    assert _sample("lrsa_rationale_cache_misses_total") - before["lrsa_rationale_cache_misses_total"] == 2
+    processor.process(_items("i LOVE my new phone"))
+    assert _sample("lrsa_rationale_cache_hits_total") - before["lrsa_rationale_cache_hits_total"] == 1
+    assert _sample("lrsa_rationale_batch_posts_count") - before["lrsa_rationale_batch_posts_count"] == 2
+    assert _sample("lrsa_rationale_queue_depth") == 0  # nothing left in the actor
+    assert processor.versions()["rationale_prompt"] == "v1" and processor.healthy()
+
+
+def test_actor_options_ask_for_gpus_only_when_configured():
+    assert ray_actor_options(0) == {"num_cpus": 1.0}
+    assert ray_actor_options(0.25, 2) == {"num_cpus": 2, "num_gpus": 0.25}
+
+
+def test_stage_settings_come_from_env(monkeypatch):
+    monkeypatch.setenv("LRSA_RATIONALE_SLOTS", "7")
+    monkeypatch.setenv("LRSA_RATIONALE_MODEL", "HuggingFaceTB/SmolLM2-360M-Instruct")
+    s = RationaleStageSettings()
+    assert s.slots == 7 and s.model == "HuggingFaceTB/SmolLM2-360M-Instruct" and isinstance(s, RationaleSettings)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_processor_runs_inside_a_ray_actor():
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        @ray.remote
+        class Stage:
+            def __init__(self) -> None:
+                import sys
+                sys.path.insert(0, __import__("os").path.dirname(__file__))
+                self.processor = _tiny_processor()
+
+            def run(self, items):
+                return self.processor.process(items), self.processor.engine.cache_stats().misses
+
+        actor = Stage.options(**ray_actor_options(0, 1)).remote()
+        items, misses = ray.get(actor.run.remote(_items("I love my new phone", "I hate my phone")), timeout=120)
+        assert [bool(it.rationale) for it in items] == [True, True] and misses == 2
+    finally:
+        ray.shutdown()
