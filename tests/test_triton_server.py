@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 import urllib.request
 from pathlib import Path
 
@@ -53,15 +54,36 @@ def test_server_serves_the_model_and_its_metrics(triton_server: TritonServer) ->
     assert f'nv_inference_request_success{{model="{PYTHON_MODEL}",version="1"}}' in text
 
 
-def test_stop_ends_the_process_and_frees_the_ports(start_triton) -> None:
-    server = start_triton()
-    pid = server.pid
-    server.stop()
-    assert not server.running() and not server.ready()
-    assert _port_free(server.grpc_port) and _port_free(server.metrics_port)
-    with pytest.raises(ProcessLookupError):
-        import os
-        os.kill(pid, 0)
+def test_lrsa_serve_runs_until_sigterm_then_stops_cleanly(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    log = tmp_path / "serve.log"
+    cmd = [sys.executable, "-m", "lrsa_cli.main", "serve", "--checkpoint", str(tiny_checkpoint), "--threads", "1",
+           "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--repository", str(tmp_path / "repo")]
+    proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while "tritonserver ready" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        ready = re.search(r"grpc 127\.0\.0\.1:(\d+) .*metrics http://127\.0\.0\.1:(\d+)/metrics", log.read_text())
+        assert ready, log.read_text()[-3000:]
+        grpc_port, metrics_port = int(ready.group(1)), int(ready.group(2))
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+            assert "nv_inference_request_success" in r.read().decode()
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert any(c.name() == "tritonserver" for c in children)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
+    assert _port_free(grpc_port) and _port_free(metrics_port)
 
 
 def test_a_model_that_cannot_load_fails_start_with_the_log(tmp_path: Path, start_triton) -> None:

@@ -187,7 +187,8 @@ def run_bench(s: BenchScorerSettings) -> dict[str, Any]:
 
 def format_result(r: dict[str, Any]) -> str:
     ip = r["in_process"]
-    lines = [f"fused SLM, {r['batches']} batches of {r['batch_size']} posts, {r['threads']} torch threads",
+    lines = [f"fused SLM, {r['batches']} batches of {r['batch_size']} posts, {r['threads']} torch threads, "
+             f"in-process on {r['device']} in {r['dtype']}",
              f"  in-process         {ip['posts_per_s']:8.1f} posts/s   (per batch: encode {ip['encode_ms_per_batch']:.1f} ms, "
              f"forward {ip['forward_ms_per_batch']:.1f} ms, decode {ip['decode_ms_per_batch']:.1f} ms)"]
     for key in (k for k in r if k.startswith("triton_")):
