@@ -31,6 +31,9 @@ WORDS = ("love the new camera on this phone battery life is awful but the screen
          "customer service at the store was slow coffee tastes great today concert was amazing").split()
 
 
+RESULT_BYTES = 180  # a pass-through Result as JSON is ~180 bytes
+
+
 class BenchSettings(WorkerSettings):
     posts: int = Field(20_000, ge=1, description="posts per throughput run")
     post_bytes: int = Field(1024, ge=64, description="approximate size of each post's JSON")
@@ -42,9 +45,10 @@ class BenchSettings(WorkerSettings):
 
 
 def make_post(i: int, size: int, rng: random.Random) -> bytes:
-    words = []
-    while sum(len(w) + 1 for w in words) < size - 60:
+    words, length = [], 0
+    while length < size - 60:
         words.append(rng.choice(WORDS))
+        length += len(words[-1]) + 1
     return json.dumps({"id": f"bench-{i}", "text": " ".join(words), "lang": "en"}).encode()
 
 
@@ -55,13 +59,16 @@ def fill(s: BenchSettings, topic: str, n: int) -> None:
     send_lines(s, topic, (make_post(i, s.post_bytes, rng) for i in range(n)), total=n)
 
 
-def bare_loop(s: BenchSettings, in_topic: str, out_topic: str, n: int) -> float:
-    """The floor: consume -> produce -> flush -> commit with kafka-python, nothing else."""
+def bare_loop(s: BenchSettings, in_topic: str, out_topic: str, n: int, out_bytes: int | None = None) -> float:
+    """The floor: consume -> produce -> flush -> commit with kafka-python, nothing else.
+
+    Forwards each value, or (out_bytes) its first out_bytes bytes: a pass-through result is much
+    smaller than the post, so the pipeline writes fewer bytes than a forwarding loop."""
     from kafka.structs import OffsetAndMetadata
 
     from workers import kafka_io
 
-    consumer = kafka_io.consumer(s, in_topic, group_id=f"bare-{in_topic}", auto_offset_reset="earliest",
+    consumer = kafka_io.consumer(s, in_topic, group_id=f"bare-{in_topic}-{out_bytes}", auto_offset_reset="earliest",
                                  max_poll_records=s.poll_max_records)
     producer = kafka_io.producer(s)
     seen, first, last_commit, positions = 0, None, time.monotonic(), {}
@@ -69,7 +76,7 @@ def bare_loop(s: BenchSettings, in_topic: str, out_topic: str, n: int) -> float:
         for tp, recs in consumer.poll(timeout_ms=100).items():
             first = first or time.perf_counter()
             for r in recs:
-                producer.send(out_topic, value=r.value, key=r.key)
+                producer.send(out_topic, value=r.value if out_bytes is None else r.value[:out_bytes], key=r.key)
             positions[tp] = recs[-1].offset + 1
             seen += len(recs)
         if time.monotonic() - last_commit >= s.commit_interval_ms / 1000 or seen >= n:
@@ -180,6 +187,10 @@ def run_bench(s: BenchSettings, as_json: bool = False) -> int:
             out["pipeline_posts_per_s"] = round(pipeline_run(s, names["pipe-in"], names["pipe-out"],
                                                              names["dlq"], s.posts), 1)
             out["ratio"] = round(out["pipeline_posts_per_s"] / out["bare_posts_per_s"], 3)
+            # Same loop writing records the size of a pass-through result.
+            out["bare_small_out_posts_per_s"] = round(bare_loop(s, names["bare-in"], names["bare-out"],
+                                                                s.posts, out_bytes=RESULT_BYTES), 1)
+            out["ratio_vs_small_out"] = round(out["pipeline_posts_per_s"] / out["bare_small_out_posts_per_s"], 3)
         if s.measure_memory and s.backlog:
             out["memory"] = measure_memory(s, {"in": names["mem-in"], "out": names["mem-out"], "dlq": names["dlq"]})
     finally:

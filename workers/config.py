@@ -69,6 +69,8 @@ class WorkerSettings(KafkaClientSettings):
 
     metrics_host: str = Field("127.0.0.1", description="address of the Prometheus /metrics endpoint")
     metrics_port: int = Field(9464, ge=0, description="port of the Prometheus /metrics endpoint (0: pick a free one)")
+    stage_metrics: bool = Field(True, description="each stage actor also serves its processor's own metrics "
+                                                   "(e.g. the scorer's) on a free port of metrics_host, logged at start")
     metrics_interval_s: float = Field(1.0, gt=0, description="how often actors report metrics and lag is measured")
 
     ray_address: str | None = Field(None, description="join this Ray cluster instead of starting a local one")

@@ -39,9 +39,18 @@ class Pools:
         from workers.stages import start_pool
 
         self.specs = {name: (path, lo, hi, gpus, cpus) for name, path, lo, hi, gpus, cpus in s.stage_settings()}
-        self.actors = {name: start_pool(name, path, lo, cpus, gpus)
+        self.metrics_host = s.metrics_host if s.stage_metrics else None
+        self.actors = {name: start_pool(name, path, lo, cpus, gpus, self.metrics_host)
                        for name, (path, lo, hi, gpus, cpus) in self.specs.items()}
         self._full_since: dict[str, float] = {}
+
+    def log_metrics_ports(self) -> None:
+        import ray
+
+        for name, actors in self.actors.items():
+            ports = ray.get([a.metrics_port.remote() for a in actors])
+            if any(ports):
+                log.info("stage %s actors' own /metrics on %s ports %s", name, self.metrics_host, ports)
 
     def handles(self) -> dict[str, list]:
         return {k: list(v) for k, v in self.actors.items()}
@@ -57,7 +66,7 @@ class Pools:
                 continue
             since = self._full_since.setdefault(name, now)
             if now - since >= self.GROW_AFTER_S and len(self.actors[name]) < hi:
-                self.actors[name].append(new_actor(name, path, cpus, gpus))
+                self.actors[name].append(new_actor(name, path, cpus, gpus, self.metrics_host))
                 self._full_since.pop(name)
                 log.info("stage %s full for %.0fs: pool grown to %d", name, self.GROW_AFTER_S, len(self.actors[name]))
                 return name
@@ -85,6 +94,7 @@ class Pipeline:
             self.metrics_port = self.metrics.serve(s.metrics_host, s.metrics_port)
             log.info("metrics at http://%s:%d/metrics", s.metrics_host, self.metrics_port)
         pools = Pools(s)
+        pools.log_metrics_ports()
         actor_cls = ray.remote(IngestActor).options(num_cpus=s.ingest_num_cpus, max_concurrency=4)
         self.actors = [actor_cls.remote(s.model_dump(), i, pools.handles()) for i in range(s.ingest_actors)]
         runs = {a.run.remote(): a for a in self.actors}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 import time
 from typing import Any
 
@@ -26,11 +27,20 @@ def load_processor(path: str) -> StageProcessor:
 class StageWorker:
     """Body of a stage actor (wrapped by ray.remote in `start_pool`)."""
 
-    def __init__(self, stage: str, processor_path: str) -> None:
+    def __init__(self, stage: str, processor_path: str, metrics_host: str | None = None) -> None:
         logging.basicConfig(level=logging.INFO)
         self.stage = stage
         self.processor = load_processor(processor_path)
         self._versions = self.processor.versions()
+        self.port = None
+        if metrics_host:  # the processor's own prometheus metrics (e.g. the scorer's) live in this process
+            from prometheus_client import start_http_server
+
+            server, _ = start_http_server(0, addr=metrics_host)
+            self.port = server.server_address[1]
+
+    def metrics_port(self) -> int | None:
+        return self.port
 
     def process(self, items: list[WorkItem]) -> tuple[str, Any]:
         start = time.perf_counter()
@@ -51,18 +61,24 @@ class StageWorker:
         return self.processor.healthy()
 
 
-def start_pool(stage: str, processor_path: str, size: int, num_cpus: float, num_gpus: float) -> list:
+def start_pool(stage: str, processor_path: str, size: int, num_cpus: float, num_gpus: float,
+               metrics_host: str | None = None) -> list:
     """`size` actors of one stage; GPUs are asked of Ray only when num_gpus > 0."""
-    return [new_actor(stage, processor_path, num_cpus, num_gpus) for _ in range(size)]
+    return [new_actor(stage, processor_path, num_cpus, num_gpus, metrics_host) for _ in range(size)]
 
 
-def new_actor(stage: str, processor_path: str, num_cpus: float, num_gpus: float):
-    import ray
-
+def actor_options(num_cpus: float, num_gpus: float) -> dict[str, Any]:
     options: dict[str, Any] = {"num_cpus": num_cpus, "max_restarts": 3}
     if num_gpus > 0:
         options["num_gpus"] = num_gpus
-    return ray.remote(StageWorker).options(**options).remote(stage, processor_path)
+    return options
+
+
+def new_actor(stage: str, processor_path: str, num_cpus: float, num_gpus: float, metrics_host: str | None = None):
+    import ray
+
+    return ray.remote(StageWorker).options(**actor_options(num_cpus, num_gpus)).remote(
+        stage, processor_path, metrics_host)
 
 
 class PoolClient:
@@ -70,18 +86,23 @@ class PoolClient:
 
     def __init__(self, stage: str, actors: list) -> None:
         self.stage = stage
+        self._lock = threading.Lock()  # the driver grows the pool from another thread of the actor
+        self._load: dict[int, int] = {}
         self.set_actors(actors)
 
     def set_actors(self, actors: list) -> None:
-        old = getattr(self, "_load", {})
-        self.actors = list(actors)
-        self._load = {i: old.get(i, 0) for i in range(len(self.actors))}
+        with self._lock:
+            self.actors = list(actors)
+            self._load = {i: self._load.get(i, 0) for i in range(len(self.actors))}
 
     def submit(self, items: list[WorkItem]) -> tuple[Any, int]:
-        i = min(self._load, key=self._load.get)
-        self._load[i] += 1
-        return self.actors[i].process.remote(items), i
+        with self._lock:
+            i = min(self._load, key=self._load.get)
+            self._load[i] += 1
+            actor = self.actors[i]
+        return actor.process.remote(items), i
 
     def release(self, i: int) -> None:
-        if i in self._load:
-            self._load[i] = max(0, self._load[i] - 1)
+        with self._lock:
+            if i in self._load:
+                self._load[i] = max(0, self._load[i] - 1)
