@@ -6,6 +6,8 @@ Precedence: command-line flag > environment variable (LRSA_<FIELD>) > default.
 from __future__ import annotations
 
 import argparse
+import types
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,3 +37,35 @@ def field_help(cls: type[BaseSettings], name: str) -> str:
     prefix = cls.model_config.get("env_prefix", "")
     default = f.default if f.default is not None else "none"
     return f"{f.description or ''} (env {prefix}{name.upper()}; default {default})".strip()
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, cls: type[BaseSettings],
+                       fields: list[str] | None = None) -> None:
+    """One `--field-name` flag per settings field (default None, so env vars and defaults apply).
+
+    bool -> --flag/--no-flag; Literal -> choices; Optional[X] -> X. Fields of other shapes
+    (dicts, lists) are left to env vars.
+    """
+    for name in fields or list(cls.model_fields):
+        kind, choices = _flag_type(cls.model_fields[name].annotation)
+        if kind is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=field_help(cls, name))
+        else:
+            parser.add_argument(flag, dest=name, type=kind, choices=choices, default=None,
+                                metavar=None if choices else name.upper(), help=field_help(cls, name))
+
+
+def _flag_type(annotation: Any) -> tuple[type | None, tuple | None]:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return type(args[0]), args
+    if origin is typing.Union or isinstance(annotation, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _flag_type(inner[0]) if len(inner) == 1 else (str, None)
+    if isinstance(annotation, type) and origin is None:
+        return annotation, None
+    return None, None

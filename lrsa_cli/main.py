@@ -11,6 +11,7 @@ import sys
 # Modules exposing `register(sub, bench)`; sub/bench are argparse subparser groups.
 COMMAND_MODULES = [
     "lrsa.cli",                  # schemas
+    "lrsa_cli.demo",             # demo
     "lrsa.rationale.cli",        # bench rationale
     "workers.cli",               # run, produce, stack, bench pipeline
     "workers.scorer_cli",        # bench scorer

@@ -1,0 +1,135 @@
+"""`lrsa demo`: the whole pipeline on the embedded local stack, on the sample posts.
+
+Starts Apache Kafka (KRaft, loopback) and a real tritonserver serving the fused SLM, sends the
+sample posts, runs the worker (`lrsa run`: Ray ingest actors -> rationale LLM -> Triton scorer ->
+output topic, bad posts -> dead-letter topic) until the input is drained, prints what came out,
+and stops everything again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from lrsa.settings import DEFAULT_DATA_DIR, LrsaSettings, add_settings_flags, settings_from_args
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class DemoSettings(LrsaSettings):
+    """`lrsa demo` (env LRSA_DEMO_<FIELD>)."""
+
+    model_config = SettingsConfigDict(env_prefix="LRSA_DEMO_", extra="ignore")
+
+    posts: Path = Field(REPO_ROOT / "samples" / "posts.jsonl", description="posts to send, one JSON per line")
+    checkpoint: Path = Field(REPO_ROOT / "checkpoints" / "lrsa-twitter2015",
+                             description="fused SLM checkpoint; trained first if missing")
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="MABSA data, used to train a checkpoint if none exists")
+    train_minutes: float = Field(12.0, description="time budget of that first training run")
+    partitions: int = Field(2, ge=1, description="partitions of the demo topics")
+    rationale: bool = Field(True, description="generate LLM rationales (SmolLM2) for the posts")
+    idle_s: float = Field(5.0, description="the worker stops once nothing arrived for this long")
+
+
+def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the whole pipeline on the embedded local stack, on sample posts")
+    add_settings_flags(p, DemoSettings)
+    p.set_defaults(func=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    s = settings_from_args(DemoSettings, args)
+    checkpoint = ensure_checkpoint(s)
+    with tempfile.TemporaryDirectory(prefix="lrsa-demo-") as tmp:
+        return run_demo(s, checkpoint, Path(tmp))
+
+
+def ensure_checkpoint(s: DemoSettings) -> Path:
+    """A trained checkpoint: the given one, or one trained now on the shared data (real weights)."""
+    if (s.checkpoint / "config.json").exists():
+        return s.checkpoint
+    if not (s.data_dir / "twitter2015" / "train.json").exists():
+        sys.exit(f"no checkpoint at {s.checkpoint} and no training data at {s.data_dir}: "
+                 "pass --checkpoint or set LRSA_DATA_DIR")
+    print(f"[demo] no checkpoint at {s.checkpoint}: training one on twitter2015 "
+          f"(all-MiniLM-L6-v2, at most {s.train_minutes:.0f} min)", flush=True)
+    _lrsa("train", "--dataset", "twitter2015", "--data-dir", str(s.data_dir), "--out", str(s.checkpoint),
+          "--epochs", "4", "--max-minutes", str(s.train_minutes))
+    return s.checkpoint
+
+
+def run_demo(s: DemoSettings, checkpoint: Path, tmp: Path) -> int:
+    from serving.triton_server import TritonServer, render_repository
+    from workers.kafka_stack import KafkaStack, create_topics
+
+    topics = {"input": "demo.posts", "output": "demo.results", "dlq": "demo.posts.dlq"}
+    kafka = KafkaStack(tmp / "kafka", port=0)
+    triton = TritonServer(render_repository(tmp / "repo", checkpoint), http_port=0, grpc_port=0,
+                          metrics_port=0, workdir=tmp / "triton")
+    try:
+        print("[demo] starting Apache Kafka (KRaft, loopback)", flush=True)
+        bootstrap = kafka.up()
+        create_topics(bootstrap, list(topics.values()), s.partitions)
+        print("[demo] starting tritonserver with the fused SLM", flush=True)
+        triton.start()
+        _lrsa("produce", "--file", str(s.posts), "--topic", topics["input"], "--bootstrap-servers", bootstrap)
+        print("[demo] running the worker until the input is drained", flush=True)
+        _lrsa("run", "--bootstrap-servers", bootstrap, "--input-topic", topics["input"],
+              "--output-topic", topics["output"], "--dlq-topic", topics["dlq"], "--group-id", "demo",
+              "--score-enabled", "--rationale-enabled" if s.rationale else "--no-rationale-enabled",
+              "--metrics-port", "0", "--exit-when-idle", str(s.idle_s),
+              env={"LRSA_SCORER_URL": triton.grpc_url, "LRSA_SCORER_CHECKPOINT": str(checkpoint)})
+        print_outputs(bootstrap, topics, s.posts)
+    finally:
+        triton.stop()
+        kafka.down()
+    return 0
+
+
+def _lrsa(*args: str, env: dict[str, str] | None = None) -> None:
+    cmd = [sys.executable, "-m", "lrsa_cli.main", *args]
+    subprocess.run(cmd, check=True, env={**os.environ, **(env or {})})
+
+
+def print_outputs(bootstrap: str, topics: dict[str, str], posts_file: Path) -> None:
+    texts = {}
+    for line in posts_file.read_text().splitlines():
+        try:
+            texts[json.loads(line)["id"]] = json.loads(line)["text"]
+        except (ValueError, KeyError, TypeError):
+            pass
+    results = _read(bootstrap, topics["output"])
+    dead = _read(bootstrap, topics["dlq"])
+    print(f"\n=== {len(results)} results on {topics['output']} ===")
+    for r in sorted(results, key=lambda r: r["post_id"]):
+        print(f"\n{r['post_id']}: {texts.get(r['post_id'], '')}")
+        for a in r["aspects"]:
+            print(f"   {a['term']!r:32} [{a['start']}:{a['end']}]  {a['sentiment']:8} {a['confidence']:.2f}")
+        if not r["aspects"]:
+            print("   (no aspects)")
+        if r.get("rationale"):
+            print(f"   rationale: {' '.join(r['rationale'].split())[:160]}")
+    print(f"\n=== {len(dead)} dead letters on {topics['dlq']} ===")
+    for d in dead:
+        raw = base64.b64decode(d["original_b64"])[:60]
+        print(f"   {d['error']['reason']:18} {d['error']['message'][:70]!s:72} {raw!r}")
+
+
+def _read(bootstrap: str, topic: str) -> list[dict]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=3000, group_id=None)
+    try:
+        return [json.loads(m.value) for m in consumer]
+    finally:
+        consumer.close()
