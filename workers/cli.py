@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import types
 import typing
 from pathlib import Path
@@ -26,6 +27,12 @@ def add_settings_flags(p: argparse.ArgumentParser, cls, fields: list[str] | None
         else:
             p.add_argument(flag, dest=name, type=annotation, default=None, metavar=name.upper(),
                            help=field_help(cls, name))
+
+
+def _quiet_kafka(args: argparse.Namespace) -> None:
+    """kafka-python logs every connection at INFO; keep it for -v."""
+    if not getattr(args, "verbose", False):
+        logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
 def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
@@ -57,12 +64,14 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
 
 
 def _run(args: argparse.Namespace) -> int:
+    _quiet_kafka(args)
     from workers.pipeline import run_worker
 
     return run_worker(settings_from_args(WorkerSettings, args))
 
 
 def _produce(args: argparse.Namespace) -> int:
+    _quiet_kafka(args)
     from workers.produce import read_lines, send_lines
 
     n = send_lines(settings_from_args(KafkaClientSettings, args), args.topic, read_lines(args.file))
@@ -71,6 +80,7 @@ def _produce(args: argparse.Namespace) -> int:
 
 
 def _stack(args: argparse.Namespace) -> int:
+    _quiet_kafka(args)
     from workers.kafka_stack import KafkaStack, create_topics
 
     s = settings_from_args(StackSettings, args)
@@ -90,6 +100,7 @@ def _stack(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    _quiet_kafka(args)
     from workers.bench_pipeline import BenchSettings, run_bench
 
     return run_bench(settings_from_args(BenchSettings, args), as_json=args.json)
