@@ -178,7 +178,8 @@ def run_bench(s: BenchSettings, as_json: bool = False) -> int:
         names = {k: f"bench-{k}-{tag}" for k in ("bare-in", "bare-out", "pipe-in", "pipe-out", "dlq",
                                                   "mem-in", "mem-out")}
         create_topics(s.bootstrap_servers, list(names.values()), s.partitions)
-        out: dict[str, Any] = {"posts": s.posts, "post_bytes": s.post_bytes, "partitions": s.partitions,
+        out: dict[str, Any] = {"posts": 0 if s.skip_throughput else s.posts, "post_bytes": s.post_bytes,
+                               "partitions": s.partitions,
                                "ingest_actors": s.ingest_actors, "cpus": os.cpu_count()}
         if not s.skip_throughput:
             fill(s, names["bare-in"], s.posts)
