@@ -16,7 +16,7 @@ class RationaleSettings(LrsaSettings):
     vlm_model: str | None = Field(None, description="vision-language model (HF id/folder) describing images; none = text only")
     model_cache_dir: Path | None = Field(None, description="where converted models are cached (~/.cache/lrsa/models)")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
-    dtype: str = Field("auto", description="auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32")
+    dtype: str = Field("auto", description="auto (bf16 on GPU and on CPUs with native bf16, else fp32), bfloat16, float16, float32")
     prompt_version: str = Field(PROMPT_VERSION, description="prompt template version")
     max_new_tokens: int = Field(64, ge=1, description="longest rationale, in tokens")
     slots: int = Field(32, ge=1, description="rows decoded together (continuous-batching slots)")

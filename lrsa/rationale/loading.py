@@ -77,8 +77,10 @@ class LoadedModel:
 def parse_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype == "auto":  # bf16 on GPU, fp32 on CPU (CPU bf16 matmuls are slow without AMX)
-        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    if dtype == "auto":  # bf16 on GPU and on CPUs with native bf16 (avx512_bf16/AMX), else fp32
+        if str(device).startswith("cuda") or torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
     return getattr(torch, dtype)
 
 
