@@ -39,3 +39,12 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
 def tiny_loaded() -> LoadedModel:
     tok = tiny_tokenizer()
     return LoadedModel(tiny_llama(vocab_size=len(tok)), tok, "tiny-llama", 0.0)
+
+
+def tiny_rationale_processor():
+    """A RationaleProcessor over the tiny model: loadable by dotted path inside the pipeline's Ray actors."""
+    from lrsa.rationale.engine import RationaleEngine
+    from workers.rationale_stage import RationaleProcessor, RationaleStageSettings
+
+    settings = RationaleStageSettings(device="cpu", slots=2, max_len=160, max_new_tokens=5, threads=1)
+    return RationaleProcessor(settings, engine=RationaleEngine(settings, loaded=tiny_loaded()))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from prometheus_client import REGISTRY
 
 from lrsa.rationale.config import RationaleSettings
-from lrsa.rationale.engine import RationaleEngine
 from lrsa.schemas import Post, SourceRef
-from rationale_helpers import tiny_loaded
+from rationale_helpers import tiny_rationale_processor
 from workers.rationale_stage import RationaleProcessor, RationaleStageSettings, ray_actor_options
 from workers.stage_api import WorkItem
 
@@ -18,24 +19,17 @@ def _items(*texts: str) -> list[WorkItem]:
             for i, t in enumerate(texts)]
 
 
-def _tiny_processor() -> RationaleProcessor:
-    settings = RationaleStageSettings(device="cpu", slots=2, max_len=160, max_new_tokens=5, threads=1)
-    return RationaleProcessor(settings, engine=RationaleEngine(settings, loaded=tiny_loaded()))
-
-
 def _sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def test_processor_sets_rationales_and_counts_tokens_batches_and_cache_hits():
-    processor = _tiny_processor()
+    processor = tiny_rationale_processor()
     before = {n: _sample(n) for n in ("lrsa_rationale_tokens_generated_total", "lrsa_rationale_cache_hits_total",
                                       "lrsa_rationale_cache_misses_total", "lrsa_rationale_batch_posts_count")}
     items = processor.process(_items("I love my new phone", "RT @x: I love my new phone", "I hate my phone"))
     assert all(it.rationale for it in items) and items[0].rationale == items[1].rationale
     assert items[0].image_description is None  # no vision-language model configured
-    tokens = sum(r.new_tokens for r in processor.engine.generate([]))  # nothing new: sanity of the empty call
-    assert tokens == 0
     assert _sample("lrsa_rationale_tokens_generated_total") - before["lrsa_rationale_tokens_generated_total"] == \
         processor.engine.totals.new_tokens > 0
     assert _sample("lrsa_rationale_cache_misses_total") - before["lrsa_rationale_cache_misses_total"] == 2
@@ -60,22 +54,18 @@ def test_stage_settings_come_from_env(monkeypatch):
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_processor_runs_inside_a_ray_actor():
+def test_processor_runs_in_the_pipelines_stage_actor():
+    """The pipeline's own actor body (workers.stages) loads the processor by dotted path in a real local Ray."""
     ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    from workers.stages import new_actor
+
+    tests = Path(__file__).resolve().parent
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": f"{tests}:{tests.parent}"}})
     try:
-        @ray.remote
-        class Stage:
-            def __init__(self) -> None:
-                import sys
-                sys.path.insert(0, __import__("os").path.dirname(__file__))
-                self.processor = _tiny_processor()
-
-            def run(self, items):
-                return self.processor.process(items), self.processor.engine.cache_stats().misses
-
-        actor = Stage.options(**ray_actor_options(0, 1)).remote()
-        items, misses = ray.get(actor.run.remote(_items("I love my new phone", "I hate my phone")), timeout=120)
-        assert [bool(it.rationale) for it in items] == [True, True] and misses == 2
+        actor = new_actor("rationale", "rationale_helpers:tiny_rationale_processor", num_cpus=1, num_gpus=0)
+        status, items = ray.get(actor.process.remote(_items("I love my new phone", "I hate my phone")), timeout=180)
+        assert status == "ok" and all(it.rationale for it in items)
+        assert items[0].model_versions["rationale_prompt"] == "v1" and "rationale" in items[0].timings_ms
     finally:
         ray.shutdown()

@@ -195,7 +195,7 @@ def bench(args: argparse.Namespace) -> dict:
     vocab = model.config.get_text_config().vocab_size
     work = make_workload(vocab, args.num_prompts or 4 * batch, args.prompt_tokens, args.prompt_spread,
                          args.min_new, args.max_new, args.seed)
-    log = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # stdout carries only the report
 
     runners: dict[str, callable] = {}
     warm_s: dict[str, float] = {}
