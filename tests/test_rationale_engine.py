@@ -123,3 +123,28 @@ def test_real_smollm2_writes_a_rationale():
     [r] = engine.generate([RationaleRequest("Chuck Bass is everything # MCM")])
     assert engine.loaded.load_s < 5  # the safetensors copy, not the GGUF
     assert len(r.text.split()) >= 5 and 0 < r.new_tokens <= 48
+
+
+def test_batch_job_writes_jsonl_and_resumes(tmp_path):
+    from training.rationales_job import RationalesJobSettings, run
+
+    split = tmp_path / "data" / "twitter2015"
+    split.mkdir(parents=True)
+    tweets = [{"words": ["RT", "@", "x", ":", "I", "love", "my", "phone", str(i)], "image_id": f"{i}.jpg",
+               "aspects": []} for i in range(8)]
+    (split / "dev.json").write_text(json.dumps(tweets))
+    out = tmp_path / "dev.jsonl"
+    settings = RationalesJobSettings(data_dir=tmp_path / "data", out=out, limit=5, chunk_size=2, device="cpu",
+                                     slots=2, max_len=160, max_new_tokens=4)
+    engine = RationaleEngine(settings, loaded=tiny_loaded())
+    run(settings, engine)
+    first = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["image_id"] for r in first] == [f"{i}.jpg" for i in range(5)]
+    assert first[0]["text"] == "RT @ x : I love my phone 0" and first[0]["prompt_version"] == "v1"
+    assert all(r["rationale"] and r["model"] == settings.model for r in first)
+    with out.open("a") as f:
+        f.write('{"image_id": "5.jpg", "rati')  # killed mid-write
+    run(settings.model_copy(update={"limit": None}), engine)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines[:5] == first and [r["image_id"] for r in lines[5:]] == ["5.jpg", "6.jpg", "7.jpg"]
+    assert engine.totals.posts == 8  # resumed: the first five were not generated again
