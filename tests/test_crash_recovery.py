@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
@@ -28,6 +29,9 @@ def run_interrupted(kafka_bootstrap, kafka_topic, tmp_path, name: str, sig: int,
              what="3,000 results before interrupting")
     if sig == signal.SIGKILL:
         kill_tree(first.pid)
+    elif sig == signal.SIGINT:  # Ctrl-C in a terminal: the whole foreground process group gets it
+        os.killpg(first.pid, signal.SIGINT)
+        assert wait_exit(first, 60, log) == 0
     else:
         first.send_signal(sig)
         assert wait_exit(first, 60, log) == 0
@@ -66,7 +70,9 @@ def test_kill_9_then_restart_loses_nothing(kafka_bootstrap, kafka_topic, tmp_pat
     assert len(dups) <= window
 
 
-def test_sigterm_drains_and_commits_so_restart_has_no_duplicates(kafka_bootstrap, kafka_topic, tmp_path) -> None:
-    _, results, letters, _ = run_interrupted(kafka_bootstrap, kafka_topic, tmp_path, "term", signal.SIGTERM)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c-to-group"])
+def test_graceful_stop_drains_and_commits_so_restart_has_no_duplicates(kafka_bootstrap, kafka_topic, tmp_path,
+                                                                      sig) -> None:
+    _, results, letters, _ = run_interrupted(kafka_bootstrap, kafka_topic, tmp_path, f"stop-{sig.name}", sig)
     assert duplicates(results) == [] and duplicates(letters) == []
     assert "draining in-flight work" in (tmp_path / "worker.log").read_text()
