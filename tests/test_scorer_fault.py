@@ -172,6 +172,13 @@ def test_triton_outage_in_the_pipeline_loses_nothing(kafka_bootstrap, kafka_topi
                        and 'kind="transient"' in line)
 
         wait_for(lambda: score_failures() > 0, 30, what="the outage in the worker's metrics")
+        # ... and in the scorer's own metrics, served by the score actor
+        actor_port = int(re.search(r"stage score actors' own /metrics on 127\.0\.0\.1 ports \[(\d+)",
+                                   log.read_text()).group(1))
+        scorer_metrics = urllib.request.urlopen(f"http://127.0.0.1:{actor_port}/metrics", timeout=5).read().decode()
+        unavailable = re.search(r'lrsa_scorer_failures_total\{kind="unavailable"\} (\S+)', scorer_metrics)
+        assert unavailable and float(unavailable.group(1)) > 0
+        assert re.search(r"lrsa_scorer_circuit_state (\S+)", scorer_metrics)
         server.start()
         assert wait_exit(worker, 180, log) == 0
     finally:

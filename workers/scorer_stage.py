@@ -65,8 +65,9 @@ class ScorerSettings(LrsaSettings):
     concurrency: int = Field(4, ge=1, description="requests in flight per scorer at most")
     pad_multiple: int = Field(16, ge=1, description="pad token lengths to a multiple of this (fewer distinct "
                                                     "shapes, so Triton batches more requests together)")
-    client: Literal["aio", "sync"] = Field("aio", description="tritonclient gRPC flavour: asyncio client on a "
-                                                              "private loop thread, or sync client on a thread pool")
+    client: Literal["aio", "sync"] = Field("sync", description="tritonclient gRPC flavour: sync client on a thread "
+                                                               "pool (measured faster, docs/serving.md), or asyncio "
+                                                               "client on a private loop thread")
     ssl: bool = Field(False, description="use TLS to reach Triton")
     root_certificates: Path | None = Field(None, description="PEM root certificates (TLS)")
     private_key: Path | None = Field(None, description="PEM client private key (mutual TLS)")
