@@ -232,11 +232,12 @@ class ScoreProcessor:
                                      [it.rationale for it in items], [it.image_description for it in items],
                                      return_tensors="np")
         step = self.settings.request_batch_size
-        requests = [{k: self._pad(v[i:i + step]) for k, v in tensors.items()} for i in range(0, len(items), step)]
+        starts = range(0, len(items), step)  # one request per `step` posts, sent concurrently
+        requests = [{k: self._pad(v[i:i + step]) for k, v in tensors.items()} for i in starts]
         BATCH_SIZE.observe(len(items))
-        logits = self._call(requests)
-        aspects = [a for i, part in enumerate(logits)
-                   for a in decode_batch(part, meta[i * step:(i + 1) * step], texts[i * step:(i + 1) * step])]
+        aspects = []
+        for i, logits in zip(starts, self._call(requests)):
+            aspects += decode_batch(logits, meta[i:i + step], texts[i:i + step])
         elapsed_ms = (time.perf_counter() - t0) * 1000
         versions = self.versions()
         for item, found in zip(items, aspects):
