@@ -53,7 +53,7 @@ def real_checkpoint(path: Path = REAL_CHECKPOINT_CACHE) -> Path:
     does not depend on the head's training."""
     from transformers import AutoTokenizer
 
-    from lrsa.model import FusedSLM, FusedSLMConfig, default_text_encoder, save_checkpoint
+    from lrsa.model import FusedSLM, FusedSLMConfig, save_checkpoint
 
     if not (path / "config.json").exists():
         log.info("building a real-weights checkpoint at %s", path)
