@@ -122,3 +122,32 @@ def test_scorer_passes_tls_and_auth_header_through(tmp_path: Path, start_triton,
         score(ssl=True, root_certificates=cert)
     with pytest.raises(TransientError):  # plaintext against a TLS port
         score(headers={TOKEN_HEADER: "s3cret"})
+
+
+def test_dynamic_batcher_merges_concurrent_requests(triton_server: TritonServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(triton_server.grpc_url)
+
+    def counts() -> tuple[int, int]:
+        stats = client.get_inference_statistics(PYTHON_MODEL, as_json=True)["model_stats"][0]
+        return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
+
+    def infer(length: int) -> np.ndarray:  # one post per request, of different lengths (ragged batching)
+        inputs = []
+        for name in ("input_ids", "attention_mask", "rationale_ids", "rationale_mask", "image_desc_ids",
+                     "image_desc_mask"):
+            x = grpcclient.InferInput(name, [1, length], "INT64")
+            x.set_data_from_numpy(np.ones((1, length), dtype=np.int64))
+            inputs.append(x)
+        return client.infer(PYTHON_MODEL, inputs).as_numpy("logits")
+
+    before = counts()
+    with ThreadPoolExecutor(16) as pool:
+        outputs = list(pool.map(infer, [4 + i % 5 for i in range(64)]))
+    inferences, executions = (a - b for a, b in zip(counts(), before))
+    client.close()
+    assert [o.shape for o in outputs] == [(1, 4 + i % 5, 7) for i in range(64)]
+    assert inferences == 64 and executions < 64  # several requests per forward pass

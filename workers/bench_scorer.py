@@ -142,6 +142,21 @@ class ThroughTriton:
         self.scorer.close()
 
 
+def mean_executed_batch(grpc_url: str) -> float:
+    """Posts per forward pass in Triton (its statistics): > batch_size when the dynamic batcher
+    merged concurrent requests."""
+    import tritonclient.grpc as grpcclient
+
+    from serving.triton_server import PYTHON_MODEL
+
+    client = grpcclient.InferenceServerClient(grpc_url)
+    try:
+        stats = client.get_inference_statistics(PYTHON_MODEL, as_json=True)["model_stats"][0]
+    finally:
+        client.close()
+    return int(stats.get("inference_count", 0)) / max(1, int(stats.get("execution_count", 0)))
+
+
 def run_bench(s: BenchScorerSettings) -> dict[str, Any]:
     """Paths take turns on the same batches, round after round, so that load from other
     processes on a shared machine falls on all of them alike."""
@@ -168,6 +183,7 @@ def run_bench(s: BenchScorerSettings) -> dict[str, Any]:
                         start = time.perf_counter()
                         path.run(part)
                         elapsed[name] += time.perf_counter() - start
+                merged = mean_executed_batch(server.grpc_url)
             finally:
                 for path in paths.values():
                     path.close()
@@ -179,6 +195,7 @@ def run_bench(s: BenchScorerSettings) -> dict[str, Any]:
                               "dtype": s.dtype,
                               "in_process": {"posts_per_s": base, **{f"{k}_ms_per_batch": v * 1000 / len(batches)
                                                                      for k, v in spent.items()}}}
+    result["triton_mean_executed_batch"] = merged
     for c in clients:
         rate = posts / elapsed[f"triton_{c}"]
         result[f"triton_{c}"] = {"posts_per_s": rate, "ratio_vs_in_process": rate / base}
@@ -191,7 +208,8 @@ def format_result(r: dict[str, Any]) -> str:
              f"in-process on {r['device']} in {r['dtype']}",
              f"  in-process         {ip['posts_per_s']:8.1f} posts/s   (per batch: encode {ip['encode_ms_per_batch']:.1f} ms, "
              f"forward {ip['forward_ms_per_batch']:.1f} ms, decode {ip['decode_ms_per_batch']:.1f} ms)"]
-    for key in (k for k in r if k.startswith("triton_")):
+    for key in (k for k in r if k.startswith("triton_") and isinstance(r[k], dict)):
         lines.append(f"  {key:<18} {r[key]['posts_per_s']:8.1f} posts/s   ratio vs in-process "
                      f"{r[key]['ratio_vs_in_process']:.2f}x  ({r['concurrency']} batches in flight)")
+    lines.append(f"  Triton ran {r['triton_mean_executed_batch']:.1f} posts per forward pass (dynamic batching)")
     return "\n".join(lines)
