@@ -63,20 +63,24 @@ def _type(cls: type[LrsaSettings], name: str) -> type:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from serving.triton_server import TritonServer, render_repository
-
     s = settings_from_args(ServeSettings, args)
     if not (s.checkpoint / "config.json").exists():
         log.error("no checkpoint at %s (train one with `lrsa train`, or pass --checkpoint)", s.checkpoint)
         return 2
-    repo = s.repository or Path(tempfile.mkdtemp(prefix="lrsa-repo-"))
-    render_repository(repo, s.checkpoint, instance_count=s.instances, threads=s.threads,
-                      max_queue_delay_us=s.max_queue_delay_us)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    with tempfile.TemporaryDirectory(prefix="lrsa-serve-") as tmp:
+        return _serve_until(s, Path(tmp), stop)
+
+
+def _serve_until(s: ServeSettings, tmp: Path, stop: threading.Event) -> int:
+    from serving.triton_server import TritonServer, render_repository
+
+    repo = render_repository(s.repository or tmp / "repository", s.checkpoint, instance_count=s.instances,
+                             threads=s.threads, max_queue_delay_us=s.max_queue_delay_us)
     server = TritonServer(repo, host=s.host, http_port=s.http_port, grpc_port=s.grpc_port,
-                          metrics_port=s.metrics_port)
+                          metrics_port=s.metrics_port, workdir=tmp)
     with server:
         print(f"tritonserver ready: grpc {server.grpc_url}  http {server.http_url}  metrics {server.metrics_url}",
               flush=True)
