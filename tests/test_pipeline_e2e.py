@@ -64,3 +64,33 @@ def test_outage_of_a_stage_retries_and_commits_nothing(kafka_bootstrap, kafka_to
     assert set(ids_of(results)) == data.good_ids and len(results) == 300
     assert json.loads(results[0].value)["rationale"].startswith("echo: ")
     assert json.loads(results[0].value)["model"] == {"rationale": "echo-test"}
+
+
+@pytest.mark.slow
+def test_stop_during_an_outage_leaves_work_uncommitted_for_the_restart(kafka_bootstrap, kafka_topic,
+                                                                        tmp_path) -> None:
+    import signal
+
+    down = tmp_path / "down"
+    down.touch()
+    data = make_dataset(200, 10, seed=9)
+    topics = topics_for(kafka_topic, "stop-outage", partitions=2)
+    produce(kafka_bootstrap, topics["in"], data.values)
+    stage = ["--rationale-enabled", "--rationale-processor", ECHO_STAGE, "--retry-initial-s", "0.2",
+             "--retry-max-s", "1", "--drain-timeout-s", "3"]
+    log = tmp_path / "worker.log"
+    env = {"LRSA_TEST_STAGE_DOWN_FILE": str(down)}
+    worker = start_worker(kafka_bootstrap, topics, "stop-outage", *stage, log=log, env=env)
+    wait_for(lambda: "retry 2 of a batch" in log.read_text(), 90, what="the failing stage to be retried")
+    worker.send_signal(signal.SIGTERM)
+    assert wait_exit(worker, 60, log) == 0
+    assert "leaving them uncommitted" in log.read_text()
+    assert end_offsets(kafka_bootstrap, topics["out"]) == 0
+    letters_before = end_offsets(kafka_bootstrap, topics["dlq"])  # bad input is dead-lettered regardless
+
+    down.unlink()
+    again = start_worker(kafka_bootstrap, topics, "stop-outage", *stage, "--exit-when-idle", "2", log=log, env=env)
+    assert wait_exit(again, 90, log) == 0
+    assert set(ids_of(read_all(kafka_bootstrap, topics["out"]))) == data.good_ids
+    assert set(ids_of(read_all(kafka_bootstrap, topics["dlq"]))) == data.bad_keys
+    assert letters_before <= 10

@@ -45,6 +45,8 @@ class WorkerSettings(KafkaClientSettings):
     batch_max_wait_ms: int = Field(20, ge=0, description="longest a partial batch waits before it is sent on (latency bound)")
     max_inflight_batches: int = Field(4, ge=1, description="batches in flight per stage per ingest actor; "
                                                              "when full the partitions are paused (backpressure)")
+    drain_timeout_s: float = Field(120.0, gt=0, description="on stop, how long in-flight batches may take to finish; "
+                                                         "what is unfinished then stays uncommitted (redone on restart)")
     retry_initial_s: float = Field(0.5, gt=0, description="first backoff after a transient stage failure (doubles, with jitter)")
     retry_max_s: float = Field(30.0, gt=0, description="longest backoff between retries of a failed batch")
 

@@ -84,6 +84,7 @@ class IngestWorker:
         self._batches: list[Batch] = []           # submitted or waiting to retry
         self._unacked: list[Unacked] = []         # sent, not yet known to be acknowledged
         self._paused = False
+        self._barrier = False                     # exactly-once: waiting for in-flight work to commit
         self._in_txn = False
         self._last_commit = time.monotonic()
         self._last_lag = 0.0
@@ -106,15 +107,15 @@ class IngestWorker:
         self.consumer = kafka_io.consumer(s, group_id=s.group_id, read_committed=s.exactly_once,
                                           auto_offset_reset=s.auto_offset_reset,
                                           max_poll_records=s.poll_max_records,
-                                          session_timeout_ms=s.session_timeout_ms)
+                                          session_timeout_ms=s.session_timeout_ms,
+                                          heartbeat_interval_ms=min(3000, s.session_timeout_ms // 4))
         self.consumer.subscribe([s.input_topic], listener=_Rebalance(self))
         log.info("ingest %d consuming %s as group %s (%s)", self.index, s.input_topic, s.group_id,
                  "exactly-once" if s.exactly_once else "at-least-once")
         try:
             while not self._stop.is_set():
                 self._step()
-            self._drain()
-            self._commit()
+            self._hand_over()
         finally:
             self.consumer.close(autocommit=False)
             self.producer.close()
@@ -150,7 +151,7 @@ class IngestWorker:
             n += len(recs)
         if n:
             self._record_consumed(n, start)
-        if self._pending and (len(self._pending) >= self.s.batch_size or
+        if self._pending and (len(self._pending) >= self.s.batch_size or self._barrier or
                               time.monotonic() - self._pending_since >= self.s.batch_max_wait_ms / 1000):
             self._submit_pending()
         if self._batches:
@@ -158,9 +159,12 @@ class IngestWorker:
         self._backpressure()
         now = time.monotonic()
         if now - self._last_commit >= self.s.commit_interval_ms / 1000:
-            if self.s.exactly_once:
-                self._drain()  # a transaction must hold every output of the offsets it commits
-            self._commit()
+            # A transaction must hold every output of the offsets it commits: in exactly-once mode
+            # fetching pauses (barrier) until the work in flight is out, then it commits.
+            if not self.s.exactly_once or not (self._pending or self._batches):
+                self._commit()
+            else:
+                self._barrier = True
         if now - self._last_lag >= self.s.metrics_interval_s:
             self._report_lag()
 
@@ -271,7 +275,7 @@ class IngestWorker:
         retrying = any(b.retry_at > time.monotonic() for b in self._batches)
         full = bool(self.stages) and (self._inflight(0) >= self.s.max_inflight_batches
                                       or len(self._pending) >= self.s.batch_size * self.s.max_inflight_batches)
-        should_pause = full or retrying or self._stop.is_set()
+        should_pause = full or retrying or self._barrier or self._stop.is_set()
         assigned = self.consumer.assignment()
         if should_pause and assigned - self.consumer.paused():
             self.consumer.pause(*assigned)  # newly assigned partitions are paused too
@@ -339,6 +343,7 @@ class IngestWorker:
 
     def _commit(self) -> None:
         self._last_commit = time.monotonic()
+        self._barrier = False
         self._settle_sends()
         offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self.tracker.to_commit().items()}
         if self.s.exactly_once:
@@ -356,25 +361,45 @@ class IngestWorker:
             self.last_commit_at = time.time()
         self.metrics.set("lrsa_uncommitted_posts", self.tracker.pending, actor=self.index)
 
-    def _drain(self) -> None:
-        """Finish every batch in flight (no new fetches meanwhile)."""
-        if self._pending:
-            while self._pending:
-                self._submit_pending()
-                self._advance()
-                time.sleep(0.001) if self._pending else None
-        while self._batches:
+    def _drain(self, timeout_s: float | None = None) -> bool:
+        """Finish every batch in flight (no new fetches meanwhile); False if time ran out."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self._pending or self._batches:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            self._submit_pending()
             self._advance()
-            if self._batches:
+            if self._pending or self._batches:
                 time.sleep(0.002)
+        return True
+
+    def _hand_over(self) -> None:
+        """Before stopping or losing partitions: finish in-flight work and commit; if a stage is
+        still failing after drain_timeout_s, commit only what is done and drop the rest, which the
+        next owner of the partitions (or a restart) fetches again from the committed offsets."""
+        if self._drain(timeout_s=self.s.drain_timeout_s):
+            self._commit()
+            return
+        log.warning("ingest %d: %d batches still in flight after %ss; leaving them uncommitted",
+                    self.index, len(self._batches), self.s.drain_timeout_s)
+        if self.s.exactly_once:
+            if self._in_txn:  # its outputs may run ahead of the committable offsets
+                self.producer.abort_transaction()
+                self._in_txn = False
+                self._unacked = []
+        else:
+            self._commit()
+        for b in self._batches:
+            if b.ref is not None:
+                self.stages[b.stage].release(b.actor)
+        self._batches, self._pending = [], []
 
     def on_revoked(self, revoked: list[TopicPartition]) -> None:
         """Before another member takes these partitions: finish and commit what we have."""
         log.info("ingest %d losing %s; draining and committing", self.index,
                  sorted((tp.topic, tp.partition) for tp in revoked))
         try:
-            self._drain()
-            self._commit()
+            self._hand_over()
         except Exception:  # the group moved on: at-least-once redelivers what was not committed
             log.exception("commit on revoke failed")
         self.tracker.revoke(revoked)
@@ -393,7 +418,7 @@ class IngestWorker:
             return
         for tp, end in ends.items():
             pos = self.consumer.position(tp)
-            committed = self.tracker._committed.get(tp, pos)
+            committed = self.tracker.last_committed(tp, default=pos)
             self._lag[tp] = max(0, end - pos)
             self.metrics.set("lrsa_consumer_lag", max(0, end - committed), topic=tp.topic, partition=tp.partition)
 

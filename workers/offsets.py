@@ -64,6 +64,9 @@ class OffsetTracker:
         for tp, off in offsets.items():
             self._committed[tp] = max(off, self._committed.get(tp, -1))
 
+    def last_committed(self, tp: Hashable, default: int) -> int:
+        return self._committed.get(tp, default)
+
     def revoke(self, tps) -> None:
         """Forget partitions handed to another group member; their uncommitted work is redone there."""
         for tp in tps:
