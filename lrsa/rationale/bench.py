@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, StoppingCriteria, StoppingCriteriaList
 
-from lrsa.rationale.batcher import BatchStats, ContinuousBatcher
-from lrsa.rationale.loading import DEFAULT_MODEL, load_model, parse_dtype
+from lrsa.rationale.batcher import ContinuousBatcher
+from lrsa.rationale.cli import add_bench_arguments
+from lrsa.rationale.loading import load_model, parse_dtype
 
 # Shapes usable without a hub: name -> (model_type, config kwargs).
 BUILTIN_SHAPES: dict[str, tuple[str, dict]] = {
@@ -160,29 +161,8 @@ def engine_variants(device: str, compile_decode: bool) -> dict[str, dict]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="lrsa bench rationale", description=__doc__.split("\n\n")[0])
-    add_arguments(p)
+    add_bench_arguments(p)
     return p.parse_args(argv)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"HF id or local folder (default: {DEFAULT_MODEL}, offline)")
-    p.add_argument("--random-init-config", default=None,
-                   help=f"random weights of this HF config id/path or built-in shape {sorted(BUILTIN_SHAPES)}")
-    p.add_argument("--batch-size", type=int, default=None, help="rows per batch / engine slots (default 128 GPU, 32 CPU)")
-    p.add_argument("--prompt-tokens", type=int, default=128, help="longest prompt (default 128)")
-    p.add_argument("--prompt-spread", type=float, default=0.5,
-                   help="prompt lengths drawn in [P*(1-spread), P] (default 0.5; 0 = all P)")
-    p.add_argument("--min-new", type=int, default=8, help="shortest row stop (default 8)")
-    p.add_argument("--max-new", type=int, default=64, help="longest row stop = max_new_tokens (default 64)")
-    p.add_argument("--num-prompts", type=int, default=None, help="prompts in the workload (default 4 x batch)")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU and on CPUs with native bf16, else fp32), bfloat16, float16, float32")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--compile", action="store_true", help="also torch.compile the engine's decode step")
-    p.add_argument("--no-pieces", action="store_true", help="skip the engine-without-X runs")
-    p.add_argument("--rounds", type=int, default=1, help="interleaved rounds of all contenders; best of each (default 1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def bench(args: argparse.Namespace) -> dict:
