@@ -44,3 +44,21 @@ def test_restart_keeps_data(tmp_path) -> None:
     finally:
         stack.down()
     assert not stack.down()  # nothing left running
+
+
+def test_produce_sends_lines_as_they_are(kafka_bootstrap: str, kafka_topic) -> None:
+    from pathlib import Path
+
+    from workers.config import KafkaClientSettings
+    from workers.produce import read_lines, send_lines
+
+    topic = kafka_topic("produce")
+    samples = Path(__file__).resolve().parent.parent / "samples" / "posts.jsonl"
+    lines = list(read_lines(samples))
+    assert send_lines(KafkaClientSettings(bootstrap_servers=kafka_bootstrap), topic, lines, progress=False) == 33
+    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=5000)
+    got = [(m.key, m.value) for _, m in zip(range(33), consumer)]
+    consumer.close()
+    assert [v for _, v in got] == lines  # malformed lines included, byte for byte, in order
+    assert got[0][0] == b"s-001" and (None, lines[10]) in got  # keyed by id when one can be read
