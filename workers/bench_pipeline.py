@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -135,17 +136,18 @@ class RssSampler(threading.Thread):
             time.sleep(self.every_s)
 
 
-def worker_process(s: BenchSettings, topic: str, out: str, dlq: str, group: str, idle_s: float) -> subprocess.Popen:
+def worker_process(s: BenchSettings, topic: str, out: str, dlq: str, group: str, idle_s: float,
+                   log_dir: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "lrsa_cli.main", "run", "--bootstrap-servers", s.bootstrap_servers,
            "--input-topic", topic, "--output-topic", out, "--dlq-topic", dlq, "--group-id", group,
            "--exit-when-idle", str(idle_s), "--metrics-port", "0"]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(f"/tmp/lrsa-bench-{group}.log", "w"))
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log_dir / f"worker-{group}.log", "w"))
 
 
-def measure_memory(s: BenchSettings, topics: dict[str, str]) -> dict[str, Any]:
+def measure_memory(s: BenchSettings, topics: dict[str, str], log_dir: Path) -> dict[str, Any]:
     """Idle RSS of a worker on an empty topic, then its peak while a backlog of s.backlog drains."""
     group = f"mem-{topics['in']}"
-    idle = worker_process(s, topics["in"], topics["out"], topics["dlq"], group, idle_s=8.0)
+    idle = worker_process(s, topics["in"], topics["out"], topics["dlq"], group, idle_s=8.0, log_dir=log_dir)
     sampler = RssSampler(idle.pid)
     sampler.start()
     idle.wait(timeout=300)
@@ -154,7 +156,7 @@ def measure_memory(s: BenchSettings, topics: dict[str, str]) -> dict[str, Any]:
     idle_rss = max(settled)
     fill(s, topics["in"], s.backlog)
     start = time.monotonic()
-    drain = worker_process(s, topics["in"], topics["out"], topics["dlq"], group, idle_s=3.0)
+    drain = worker_process(s, topics["in"], topics["out"], topics["dlq"], group, idle_s=3.0, log_dir=log_dir)
     sampler = RssSampler(drain.pid)
     sampler.start()
     code = drain.wait(timeout=1800)
@@ -170,8 +172,10 @@ def run_bench(s: BenchSettings, as_json: bool = False) -> int:
 
     logging.getLogger("kafka").setLevel(logging.WARNING)
     stack = None
+    work = Path(tempfile.mkdtemp(prefix="lrsa-bench-pipeline-"))  # broker data, worker logs
+    ok = False
     if s.embedded:
-        stack = KafkaStack(Path(tempfile.mkdtemp(prefix="lrsa-bench-kafka-")), port=0)
+        stack = KafkaStack(work / "kafka", port=0)
         s = s.model_copy(update={"bootstrap_servers": stack.up()})
     try:
         tag = os.urandom(3).hex()
@@ -193,10 +197,16 @@ def run_bench(s: BenchSettings, as_json: bool = False) -> int:
                                                                 s.posts, out_bytes=RESULT_BYTES), 1)
             out["ratio_vs_small_out"] = round(out["pipeline_posts_per_s"] / out["bare_small_out_posts_per_s"], 3)
         if s.measure_memory and s.backlog:
-            out["memory"] = measure_memory(s, {"in": names["mem-in"], "out": names["mem-out"], "dlq": names["dlq"]})
+            out["memory"] = measure_memory(s, {"in": names["mem-in"], "out": names["mem-out"],
+                                               "dlq": names["dlq"]}, work)
+        ok = True
     finally:
         if stack:
             stack.down()
+        if ok:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log.error("benchmark failed; broker data and worker logs kept in %s", work)
     if as_json:
         print(json.dumps(out))
     else:
