@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from lrsa.settings import LrsaSettings, field_help, settings_from_args
+from lrsa.settings import LrsaSettings, add_settings_flags, settings_from_args
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +46,11 @@ class ExportSettings(LrsaSettings):
 
 def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve the fused SLM with a local tritonserver until Ctrl-C")
-    for name in ServeSettings.model_fields:
-        p.add_argument(f"--{name.replace('_', '-')}", type=_type(ServeSettings, name), default=None,
-                       help=field_help(ServeSettings, name))
+    add_settings_flags(p, ServeSettings)
     p.set_defaults(func=_serve)
     p = sub.add_parser("export", help="export the fused SLM (ONNX + a Triton onnxruntime repository entry)")
-    for name in ExportSettings.model_fields:
-        p.add_argument(f"--{name.replace('_', '-')}", type=_type(ExportSettings, name), default=None,
-                       help=field_help(ExportSettings, name), **({"choices": ["onnx"]} if name == "format" else {}))
+    add_settings_flags(p, ExportSettings)
     p.set_defaults(func=_export)
-
-
-def _type(cls: type[LrsaSettings], name: str) -> type:
-    annotation = cls.model_fields[name].annotation
-    return {int: int, float: float}.get(annotation, str)
 
 
 def _serve(args: argparse.Namespace) -> int:

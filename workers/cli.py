@@ -5,34 +5,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import types
-import typing
 from pathlib import Path
 
-from lrsa.settings import field_help, settings_from_args
+from lrsa.settings import add_settings_flags, settings_from_args
 from workers.config import KafkaClientSettings, StackSettings, WorkerSettings
-
-
-def add_settings_flags(p: argparse.ArgumentParser, cls, fields: list[str] | None = None) -> None:
-    """One `--field-name` flag per settings field, default None so env/defaults apply."""
-    for name in fields or list(cls.model_fields):
-        annotation = cls.model_fields[name].annotation
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-            annotation = args[0]
-        flag = "--" + name.replace("_", "-")
-        if annotation is bool:
-            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
-                           help=field_help(cls, name))
-        else:
-            p.add_argument(flag, dest=name, type=annotation, default=None, metavar=name.upper(),
-                           help=field_help(cls, name))
-
-
-def _quiet_kafka(args: argparse.Namespace) -> None:
-    """kafka-python logs every connection at INFO; keep it for -v."""
-    if not getattr(args, "verbose", False):
-        logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
 def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from lrsa.settings import add_settings_flags
+
 
 def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
     from workers.bench_scorer import BenchScorerSettings
-    from workers.cli import add_settings_flags
 
     p = bench.add_parser("scorer", help="posts/s through Triton (gRPC, dynamic batching) vs the same model in-process")
     add_settings_flags(p, BenchScorerSettings)
