@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from workers.cli import add_settings_flags
+from lrsa.settings import add_settings_flags, settings_from_args
 from workers.config import WorkerSettings
-from lrsa.settings import settings_from_args
 from workers.stages import PoolClient, actor_options, load_processor
 
 
