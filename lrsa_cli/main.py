@@ -12,6 +12,7 @@ import sys
 COMMAND_MODULES = [
     "lrsa.cli",                  # schemas
     "lrsa_cli.demo",             # demo
+    "lrsa_cli.reference",        # config-reference
     "lrsa.rationale.cli",        # bench rationale
     "workers.cli",               # run, produce, stack, bench pipeline
     "workers.scorer_cli",        # bench scorer
