@@ -18,10 +18,9 @@ log = logging.getLogger(__name__)
 # slug -> (table label, TrainSettings fields that differ from the default model)
 VARIANTS: dict[str, tuple[str, dict]] = {
     "dual": ("dual cross-attn (reasons + description)", {}),
-    "dual-no-rationale": ("dual, no text rationale", {"no_rationale": True}),
+    "dual-no-rationale": ("dual, description only (no text rationale)", {"no_rationale": True}),
     "dual-no-description": ("dual, no image description", {"no_description": True}),
     "dual-masked": ("dual, reasons with aspect terms masked", {"rationale_source": "reasons_masked"}),
-    "dual-description-only": ("dual, description only", {"rationale_source": "none"}),
     "concat": ("concat (reasons + description)", {"fusion": "concat"}),
     "text-only": ("text only", {"fusion": "text_only", "no_rationale": True, "no_description": True}),
 }
