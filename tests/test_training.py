@@ -115,3 +115,18 @@ def test_eval_command_on_test_split_is_deterministic(tiny_data, tiny_ckpt, capsy
     capsys.readouterr()
     assert _run_cli(argv) == 0
     assert json.loads(capsys.readouterr().out) == first
+
+
+def test_ablation_table_reports_mean_std_and_n(tmp_path):
+    from training.ablations import collect, markdown_table
+
+    for seed, f1 in ((1, 60.0), (2, 64.0)):
+        run = tmp_path / "twitter2015" / "dual" / f"seed{seed}"
+        run.mkdir(parents=True)
+        dev = {"jmasa": {"f1": f1}, "mate": {"f1": 80.0}, "masc": {"accuracy": 70.0}}
+        (run / "metrics.json").write_text(json.dumps({"dev": dev, "best_epoch": seed, "train_seconds_total": 600}))
+    (tmp_path / "twitter2015" / "text-only" / "seed1").mkdir(parents=True)  # unfinished: no metrics.json
+    rows = collect(tmp_path)
+    assert [(r["variant"], len(r["runs"])) for r in rows] == [("dual", 2)]
+    line = markdown_table(rows).splitlines()[-1]
+    assert "| 2 | 62.0 ± 2.8 | 80.0 ± 0.0 | 70.0 ± 0.0 | 1/2 | 10 |" in line
