@@ -35,7 +35,7 @@ def run_ablations(s: AblationSettings) -> list[dict]:
 
     variants = list(VARIANTS) if s.variants == "all" else s.variants.split(",")
     seeds = [int(x) for x in s.seeds.split(",")]
-    for dataset in s.datasets.split(","):
+    for dataset in [] if s.report_only else s.datasets.split(","):
         for variant in variants:
             for seed in seeds:
                 out = run_dir(s.out, dataset, variant, seed)
@@ -71,7 +71,7 @@ def _mean_std(values: list[float]) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| dataset | variant | n seeds | JMASA F1 | MATE F1 | MASC acc | epochs | minutes/run |",
+    lines = ["| dataset | variant | n seeds | JMASA F1 | MATE F1 | MASC acc | best epoch | train+eval min |",
              "|---|---|---|---|---|---|---|---|"]
     for row in sorted(rows, key=lambda r: (r["dataset"], list(VARIANTS).index(r["variant"]))):
         runs = row["runs"]

@@ -79,3 +79,4 @@ class AblationSettings(LrsaSettings):
     threads: int = Field(2, description="torch CPU threads")
     limit: int | None = Field(None, description="use only the first N posts of each split (smoke tests)")
     table: Path | None = Field(None, description="also write the markdown table to this file")
+    report_only: bool = Field(False, description="train nothing: only tabulate the finished runs")
