@@ -28,8 +28,8 @@ class SlotKVCache:
     Duck-types the `update()` of a transformers Cache. Two modes:
     - prefill (`prefill_slots` set): write whole prompts into their slots, return the prompt's own
       keys/values (a prompt attends only to itself);
-    - decode: write one token per slot at that slot's position, return the first `limit` columns
-      of every slot (the attention mask hides each slot's columns past its position).
+    - decode: write one token for each of the first n slots at that slot's position, return their
+      first `limit` columns (the attention mask hides each slot's columns past its position).
     """
 
     def __init__(self, model: PreTrainedModel, slots: int, max_len: int) -> None:
@@ -55,9 +55,16 @@ class SlotKVCache:
             keys[self.prefill_slots, :, :n] = key
             values[self.prefill_slots, :, :n] = value
             return key, value
-        keys[self.rows, :, self.write_pos] = key[:, :, 0]
-        values[self.rows, :, self.write_pos] = value[:, :, 0]
-        return keys[:, :, : self.limit], values[:, :, : self.limit]
+        n = key.shape[0]  # live rows are packed into the first slots: views, no copy
+        keys[self.rows[:n], :, self.write_pos[:n]] = key[:, :, 0]
+        values[self.rows[:n], :, self.write_pos[:n]] = value[:, :, 0]
+        return keys[:n, :, : self.limit], values[:n, :, : self.limit]
+
+    def move(self, src: int, dst: int) -> None:
+        """Copy one slot's keys/values into another (packing live rows into the first slots)."""
+        for keys, values in zip(self.keys, self.values):
+            keys[dst] = keys[src]
+            values[dst] = values[src]
 
 
 @dataclass
@@ -94,13 +101,15 @@ class ContinuousBatcher:
     continuous: refill freed slots while others decode (False: wait until every slot is free,
     i.e. static batching that still stops early per batch). sort_by_length: take prompts in
     length order so a prefill group pads little (length bucketing). cuda_graphs: capture the
-    decode step per column bucket and replay it. compile: torch.compile the decode step.
+    decode step per (row bucket, column bucket) and replay it. compile: torch.compile the decode step.
+    Live rows are kept packed in the first slots (a finishing row's slot takes the last live row),
+    so a decode step computes only the live rows, rounded up to `row_bucket` (for graphs).
     """
 
     def __init__(self, model: PreTrainedModel, *, slots: int = 32, max_len: int = 512,
                  eos_token_ids: Sequence[int] = (), continuous: bool = True, sort_by_length: bool = True,
-                 refill_min: int | None = None, column_bucket: int = 64, cuda_graphs: bool | None = None,
-                 compile: bool = False) -> None:
+                 refill_min: int | None = None, column_bucket: int = 64, row_bucket: int | None = None,
+                 cuda_graphs: bool | None = None, compile: bool = False) -> None:
         self.model = model
         self.decoder = model.get_decoder()
         self.lm_head = model.get_output_embeddings()
@@ -110,11 +119,16 @@ class ContinuousBatcher:
         self.refill_min = refill_min or max(1, slots // 8)
         self.column_bucket = column_bucket
         self.cuda_graphs = model.device.type == "cuda" if cuda_graphs is None else cuda_graphs
+        # Graphs need few distinct shapes; eager CPU decoding is cheapest at the exact row count.
+        self.row_bucket = row_bucket or (min(16, slots) if self.cuda_graphs or compile else 1)
         self.cache = SlotKVCache(model, slots, max_len)
         self._cols = torch.arange(max_len, device=model.device)
         self._tokens = torch.zeros(slots, dtype=torch.long, device=model.device)
+        if compile:  # one specialisation per (row, column) bucket: allow that many recompiles
+            buckets = (slots // self.row_bucket + 1) * (max_len // column_bucket + 1)
+            torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, buckets)
         self._decode_fn: Callable = torch.compile(self._decode, dynamic=False) if compile else self._decode
-        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
 
     # ---- forward passes -------------------------------------------------------------------
     def _decode(self, tokens: torch.Tensor, pos: torch.Tensor, limit: int) -> torch.Tensor:
@@ -124,36 +138,41 @@ class ContinuousBatcher:
                               cache=self.cache, use_cache=True).last_hidden_state
         return self.lm_head(hidden[:, 0]).argmax(-1)
 
-    def _decode_step(self, limit: int) -> torch.Tensor:
+    def _decode_step(self, rows: int, limit: int) -> torch.Tensor:
+        """Next token of the first `rows` slots (all slots' buffers hold the inputs)."""
         if not self.cuda_graphs:
-            return self._decode_fn(self._tokens, self.cache.write_pos, limit)
-        if limit not in self._graphs:
-            self._graphs[limit] = self._capture(limit)
-        graph, out = self._graphs[limit]
+            return self._decode_fn(self._tokens[:rows], self.cache.write_pos[:rows], limit)
+        if (rows, limit) not in self._graphs:
+            self._graphs[rows, limit] = self._capture(rows, limit)
+        graph, out = self._graphs[rows, limit]
         graph.replay()
         return out
 
-    def _capture(self, limit: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+    def _capture(self, rows: int, limit: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         """Record the decode step on the static token/position buffers (warm-up on a side stream first)."""
         saved = [(k.clone(), v.clone()) for k, v in zip(self.cache.keys, self.cache.values)]
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(2):
-                self._decode_fn(self._tokens, self.cache.write_pos, limit)
+                self._decode_fn(self._tokens[:rows], self.cache.write_pos[:rows], limit)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            out = self._decode_fn(self._tokens, self.cache.write_pos, limit)
+            out = self._decode_fn(self._tokens[:rows], self.cache.write_pos[:rows], limit)
         for (k, v), keys, values in zip(saved, self.cache.keys, self.cache.values):  # undo warm-up writes
             keys.copy_(k)
             values.copy_(v)
         return graph, out
 
     def warmup(self) -> None:
-        """Capture/compile every column bucket now, so the first requests do not pay for it."""
-        for limit in range(self.column_bucket, self.max_len + 1, self.column_bucket):
-            self._decode_step(limit)
+        """Capture/compile every (row, column) bucket now, so the first requests do not pay for it."""
+        if not (self.cuda_graphs or self.model.device.type == "cuda" or self._decode_fn is not self._decode):
+            return  # eager CPU decoding has nothing to prepare
+        for rows in sorted({min(self.slots, k) for k in range(self.row_bucket, self.slots + self.row_bucket,
+                                                               self.row_bucket)}):
+            for limit in range(self.column_bucket, self.max_len + 1, self.column_bucket):
+                self._decode_step(rows, limit)
         if self.model.device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -195,33 +214,43 @@ class ContinuousBatcher:
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i])) if self.sort_by_length \
             else list(range(len(prompts)))
         queue = deque(order)
-        live: list[_Row | None] = [None] * self.slots
+        live: list[_Row | None] = [None] * self.slots  # live rows are always live[:n]
         pos = [0] * self.slots
         results: list[list[int]] = [[] for _ in prompts]
         stats = BatchStats(requests=len(prompts))
-
-        def finish(slot: int) -> None:
-            row = live[slot]
-            results[row.index] = row.tokens
-            stats.new_tokens += len(row.tokens)
-            live[slot] = None
-            if on_finish:
-                on_finish(row.index, row.tokens)
+        n = 0
 
         def accept(slot: int, token: int) -> None:
             row = live[slot]
             if token not in self.eos:
                 row.tokens.append(token)
             if token in self.eos or len(row.tokens) >= row.budget:
-                finish(slot)
+                results[row.index] = row.tokens
+                stats.new_tokens += len(row.tokens)
+                live[slot] = None
+                if on_finish:
+                    on_finish(row.index, row.tokens)
 
-        while queue or any(live):
-            free = [s for s, r in enumerate(live) if r is None]
-            busy = len(free) < self.slots
+        def pack(n: int) -> int:
+            """Move the last live rows into the holes left by finished ones; returns the live count."""
+            lo, hi = 0, n - 1
+            while True:
+                while lo < n and live[lo] is not None:
+                    lo += 1
+                while hi >= 0 and live[hi] is None:
+                    hi -= 1
+                if lo >= hi:
+                    return hi + 1
+                live[lo], live[hi], pos[lo], pos[hi] = live[hi], None, pos[hi], 0
+                self.cache.move(hi, lo)
+                self._tokens[lo] = self._tokens[hi]
+
+        while queue or n:
+            free = self.slots - n
             want = min(self.refill_min, len(queue))
-            if queue and free and len(free) >= want and (self.continuous or not busy):
-                take = [queue.popleft() for _ in range(min(len(free), len(queue)))]
-                slots = free[: len(take)]
+            if queue and free and free >= want and (self.continuous or not n):
+                take = [queue.popleft() for _ in range(min(free, len(queue)))]
+                slots = list(range(n, n + len(take)))
                 first = self._prefill([prompts[i] for i in take], slots).tolist()
                 stats.prefill_calls += 1
                 for slot, i, tok in zip(slots, take, first):
@@ -229,19 +258,21 @@ class ContinuousBatcher:
                     pos[slot] = len(prompts[i])
                     self._tokens[slot] = tok
                     accept(slot, tok)
-            active = [s for s, r in enumerate(live) if r is not None]
-            if not active:
+                n = pack(n + len(take))
+            if not n:
                 continue
-            self.cache.write_pos.copy_(torch.tensor(pos))
-            limit = min(self.max_len, -(-(max(pos[s] for s in active) + 1) // self.column_bucket) * self.column_bucket)
-            next_tokens = self._decode_step(limit)
-            self._tokens.copy_(next_tokens)
+            rows = min(self.slots, -(-n // self.row_bucket) * self.row_bucket)
+            self.cache.write_pos[:rows].copy_(torch.tensor(pos[:rows]))
+            limit = min(self.max_len, -(-(max(pos[:n]) + 1) // self.column_bucket) * self.column_bucket)
+            next_tokens = self._decode_step(rows, limit)
+            self._tokens[:rows].copy_(next_tokens)
             host = next_tokens.tolist()
             stats.decode_steps += 1
             stats.slot_steps += self.slots
-            stats.busy_slot_steps += len(active)
-            for s in active:
+            stats.busy_slot_steps += n
+            for s in range(n):
                 pos[s] += 1
                 accept(s, host[s])
+            n = pack(n)
         stats.seconds = time.perf_counter() - t0
         return results, stats
