@@ -165,6 +165,7 @@ class ContinuousBatcher:
             values.copy_(v)
         return graph, out
 
+    @torch.inference_mode()
     def warmup(self) -> None:
         """Capture/compile every (row, column) bucket now, so the first requests do not pay for it."""
         if not (self.cuda_graphs or self.model.device.type == "cuda" or self._decode_fn is not self._decode):
