@@ -13,7 +13,7 @@ FLAGS = {
     "--data-dir": (Path, "MABSA data folder (env LRSA_DATA_DIR)"),
     "--model": (str, "rationale LLM: HF id, local folder, or smollm2-135m-instruct (offline default)"),
     "--device": (str, "auto, cpu, cuda, cuda:N (default auto)"),
-    "--dtype": (str, "auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32"),
+    "--dtype": (str, "auto (bf16 on GPU and on CPUs with native bf16, else fp32), bfloat16, float16, float32"),
     "--prompt-version": (str, "prompt template version (default: the latest)"),
     "--max-new-tokens": (int, "longest rationale in tokens (default 64)"),
     "--slots": (int, "rows decoded together (default 32)"),
