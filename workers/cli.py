@@ -11,6 +11,12 @@ from lrsa.settings import add_settings_flags, settings_from_args
 from workers.config import KafkaClientSettings, StackSettings, WorkerSettings
 
 
+def _quiet_kafka(args: argparse.Namespace) -> None:
+    """kafka-python logs every connection at INFO; keep it for -v."""
+    if not getattr(args, "verbose", False):
+        logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
 def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="the streaming worker: Kafka -> Ray stages -> Kafka (at-least-once)")
     add_settings_flags(p, WorkerSettings)
