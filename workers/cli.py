@@ -4,17 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from lrsa.settings import add_settings_flags, settings_from_args
 from workers.config import KafkaClientSettings, StackSettings, WorkerSettings
-
-
-def _quiet_kafka(args: argparse.Namespace) -> None:
-    """kafka-python logs every connection at INFO; keep it for -v."""
-    if not getattr(args, "verbose", False):
-        logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
 def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
@@ -46,14 +39,12 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
 
 
 def _run(args: argparse.Namespace) -> int:
-    _quiet_kafka(args)
     from workers.pipeline import run_worker
 
     return run_worker(settings_from_args(WorkerSettings, args))
 
 
 def _produce(args: argparse.Namespace) -> int:
-    _quiet_kafka(args)
     from workers.produce import read_lines, send_lines
 
     n = send_lines(settings_from_args(KafkaClientSettings, args), args.topic, read_lines(args.file))
@@ -62,7 +53,6 @@ def _produce(args: argparse.Namespace) -> int:
 
 
 def _stack(args: argparse.Namespace) -> int:
-    _quiet_kafka(args)
     from workers.kafka_stack import KafkaStack, create_topics
 
     s = settings_from_args(StackSettings, args)
@@ -82,7 +72,6 @@ def _stack(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    _quiet_kafka(args)
     from workers.bench_pipeline import BenchSettings, run_bench
 
     return run_bench(settings_from_args(BenchSettings, args), as_json=args.json)
