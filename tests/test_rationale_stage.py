@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from lrsa.rationale.config import RationaleSettings
 from lrsa.schemas import Post, SourceRef
 from rationale_helpers import tiny_rationale_processor
-from workers.rationale_stage import RationaleProcessor, RationaleStageSettings, ray_actor_options
+from workers.rationale_stage import RationaleStageSettings, ray_actor_options
 from workers.stage_api import WorkItem
 
 
