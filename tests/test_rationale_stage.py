@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from lrsa.rationale.config import RationaleSettings
 from lrsa.schemas import Post, SourceRef
 from rationale_helpers import tiny_rationale_processor
-from workers.rationale_stage import RationaleStageSettings, ray_actor_options
+from workers.rationale_stage import RationaleStageSettings
 from workers.stage_api import WorkItem
 
 
@@ -38,11 +38,6 @@ def test_processor_sets_rationales_and_counts_tokens_batches_and_cache_hits():
     assert _sample("lrsa_rationale_batch_posts_count") - before["lrsa_rationale_batch_posts_count"] == 2
     assert _sample("lrsa_rationale_queue_depth") == 0  # nothing left in the actor
     assert processor.versions()["rationale_prompt"] == "v1" and processor.healthy()
-
-
-def test_actor_options_ask_for_gpus_only_when_configured():
-    assert ray_actor_options(0) == {"num_cpus": 1.0}
-    assert ray_actor_options(0.25, 2) == {"num_cpus": 2, "num_gpus": 0.25}
 
 
 def test_stage_settings_come_from_env(monkeypatch):

@@ -44,14 +44,6 @@ class RationaleStageSettings(RationaleSettings):
     metrics_port: int | None = Field(None, ge=0, description="serve this actor's /metrics on this port (none: off)")
 
 
-def ray_actor_options(num_gpus: float = 0.0, num_cpus: float = 1.0) -> dict:
-    """Options for a rationale actor: GPUs only when asked for (a CPU machine has none to give)."""
-    options: dict = {"num_cpus": num_cpus}
-    if num_gpus > 0:
-        options["num_gpus"] = num_gpus
-    return options
-
-
 class RationaleProcessor:
     """StageProcessor: sets item.rationale (and item.image_description with a VLM) for each post."""
 
