@@ -11,6 +11,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S = TypeVar("S", bound=BaseSettings)
@@ -22,7 +23,19 @@ DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "d
 class LrsaSettings(BaseSettings):
     """Base for every settings class: env vars LRSA_<FIELD>, nested with `__`."""
 
-    model_config = SettingsConfigDict(env_prefix="LRSA_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LRSA_", env_nested_delimiter="__", extra="ignore",
+                                      populate_by_name=True)
+
+
+def data_dir_field(description: str = "folder with twitter2015/, twitter2017/ and rationales/") -> Any:
+    """The MABSA data folder: one env var, LRSA_DATA_DIR, for every command that reads it."""
+    return Field(DEFAULT_DATA_DIR, validation_alias="LRSA_DATA_DIR", description=description)
+
+
+def env_name(cls: type[BaseSettings], name: str) -> str:
+    """The environment variable that sets field `name` of `cls`."""
+    alias = cls.model_fields[name].validation_alias
+    return alias if isinstance(alias, str) else f"{cls.model_config.get('env_prefix', '')}{name.upper()}"
 
 
 def settings_from_args(cls: type[S], args: argparse.Namespace, **extra: Any) -> S:
@@ -34,9 +47,8 @@ def settings_from_args(cls: type[S], args: argparse.Namespace, **extra: Any) -> 
 def field_help(cls: type[BaseSettings], name: str) -> str:
     """Help text for a flag mirroring a settings field: its description, env var and default."""
     f = cls.model_fields[name]
-    prefix = cls.model_config.get("env_prefix", "")
     default = f.default if f.default is not None else "none"
-    return f"{f.description or ''} (env {prefix}{name.upper()}; default {default})".strip()
+    return f"{f.description or ''} (env {env_name(cls, name)}; default {default})".strip()
 
 
 def add_settings_flags(parser: argparse.ArgumentParser, cls: type[BaseSettings],

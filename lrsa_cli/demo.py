@@ -20,7 +20,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from lrsa.settings import DEFAULT_DATA_DIR, LrsaSettings, add_settings_flags, settings_from_args
+from lrsa.settings import LrsaSettings, add_settings_flags, data_dir_field, settings_from_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ class DemoSettings(LrsaSettings):
     posts: Path = Field(REPO_ROOT / "samples" / "posts.jsonl", description="posts to send, one JSON per line")
     checkpoint: Path = Field(REPO_ROOT / "checkpoints" / "lrsa-twitter2015",
                              description="fused SLM checkpoint; trained first if missing")
-    data_dir: Path = Field(DEFAULT_DATA_DIR, description="MABSA data, used to train a checkpoint if none exists")
+    data_dir: Path = data_dir_field("MABSA data, used to train a checkpoint if none exists")
     train_minutes: float = Field(12.0, description="time budget of that first training run")
     partitions: int = Field(2, ge=1, description="partitions of the demo topics")
     rationale: bool = Field(True, description="generate LLM rationales (SmolLM2) for the posts")

@@ -9,6 +9,8 @@ import argparse
 import importlib
 from pathlib import Path
 
+from lrsa.settings import DEFAULT_DATA_DIR, env_name
+
 # (heading, "module:Class") in README order. Stage actors are configured by env vars only: they
 # are built inside Ray actors, away from the command line.
 ENV_ONLY = "env only"
@@ -21,7 +23,7 @@ SETTINGS = [
     ("`lrsa export`", "serving.cli:ExportSettings"),
     ("`lrsa train`", "training.settings:TrainSettings"),
     ("`lrsa eval`", "training.settings:EvalSettings"),
-    ("`lrsa rationales` (batch job)", "training.rationales_job:RationalesJobSettings"),
+    ("`lrsa rationales` (batch job)", "training.settings:RationalesJobSettings"),
     ("`lrsa demo`", "lrsa_cli.demo:DemoSettings"),
 ]
 
@@ -44,19 +46,16 @@ def render() -> str:
 
 
 def _table(heading: str, cls) -> str:
-    prefix = cls.model_config.get("env_prefix", "")
     rows = [f"#### {heading}", "", "| flag | env | default | meaning |", "|---|---|---|---|"]
     for name, f in cls.model_fields.items():
         default = f.default_factory() if f.default_factory else f.default
         flag = "" if ENV_ONLY in heading else f"`--{name.replace('_', '-')}`"
-        rows.append(f"| {flag} | `{prefix}{name.upper()}` | `{_short(default)}` "
+        rows.append(f"| {flag} | `{env_name(cls, name)}` | `{_short(default)}` "
                     f"| {(f.description or '').replace('|', '/')} |")
     return "\n".join(rows)
 
 
 def _short(value: object) -> str:
     """Defaults as a reader of any checkout sees them: paths relative to the repository."""
-    from lrsa.settings import DEFAULT_DATA_DIR
-
     repo = str(Path(__file__).resolve().parent.parent) + "/"
     return str(value).replace(str(DEFAULT_DATA_DIR), "../shared/data/mabsa").replace(repo, "")

@@ -4,48 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import typing
 
-from pydantic_settings import BaseSettings
-
-from lrsa.settings import field_help, settings_from_args
-
-
-def _add_flags(p: argparse.ArgumentParser, cls: type[BaseSettings]) -> None:
-    """One flag per settings field (default None, so env vars and defaults still apply)."""
-    for name, f in cls.model_fields.items():
-        flag = "--" + name.replace("_", "-")
-        if f.annotation is bool:
-            p.add_argument(flag, action="store_true", default=None, help=field_help(cls, name))
-            continue
-        kind = _flag_type(f.annotation)
-        choices = typing.get_args(f.annotation) if typing.get_origin(f.annotation) is typing.Literal else None
-        p.add_argument(flag, type=kind, choices=choices, default=None, help=field_help(cls, name))
-
-
-def _flag_type(annotation: object) -> type:
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) is typing.Literal:
-        return type(args[0])
-    if args:  # Optional[X] / X | None
-        return _flag_type(args[0]) if typing.get_args(args[0]) else args[0]
-    return annotation if isinstance(annotation, type) else str
+from lrsa.settings import add_settings_flags, settings_from_args
 
 
 def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
     from training.settings import AblationSettings, EvalSettings, TrainSettings
 
     p = sub.add_parser("train", help="train the fused SLM on a MABSA benchmark")
-    _add_flags(p, TrainSettings)
+    add_settings_flags(p, TrainSettings)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint: JMASA, MATE, MASC")
-    _add_flags(p, EvalSettings)
+    add_settings_flags(p, EvalSettings)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("ablations", help="run the ablation grid (variants x seeds x datasets)")
-    _add_flags(p, AblationSettings)
+    add_settings_flags(p, AblationSettings)
     p.set_defaults(func=_ablations)
 
 

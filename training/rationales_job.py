@@ -14,27 +14,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from pydantic import Field
 from tqdm import tqdm
 
-from lrsa.rationale.config import RationaleSettings
 from lrsa.rationale.engine import RationaleEngine, RationaleRequest
-from lrsa.settings import DEFAULT_DATA_DIR
+from training.settings import RationalesJobSettings
 
 log = logging.getLogger(__name__)
-
-
-class RationalesJobSettings(RationaleSettings):
-    dataset: str = Field("twitter2015", description="twitter2015 or twitter2017")
-    split: str = Field("dev", description="train or dev")
-    out: Path | None = Field(None, description="JSONL output (default runs/rationales/<model>/<dataset>/<split>.jsonl)")
-    data_dir: Path = Field(DEFAULT_DATA_DIR, description="MABSA data folder")
-    chunk_size: int = Field(64, ge=1, description="posts per engine call (and per flushed write)")
-    limit: int | None = Field(None, ge=1, description="only the first N posts of the split")
-
-    def out_path(self) -> Path:
-        name = Path(self.model).name.split("-")[0] if self.model else "model"
-        return self.out or Path("runs") / "rationales" / name / self.dataset / f"{self.split}.jsonl"
 
 
 def load_posts(data_dir: Path, dataset: str, split: str, limit: int | None = None) -> list[dict]:

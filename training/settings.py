@@ -8,14 +8,17 @@ from typing import Literal
 
 from pydantic import Field
 
-from lrsa.settings import DEFAULT_DATA_DIR, LrsaSettings
+from pydantic_settings import SettingsConfigDict
+
+from lrsa.rationale.config import RationaleSettings
+from lrsa.settings import LrsaSettings, data_dir_field
 from training.data import Example, RationaleSource, load_split
 
 
 class DataSettings(LrsaSettings):
     """Which data and which rationale streams: shared by train and eval."""
 
-    data_dir: Path = Field(DEFAULT_DATA_DIR, description="folder with twitter2015/, twitter2017/, rationales/")
+    data_dir: Path = data_dir_field()
     dataset: Literal["twitter2015", "twitter2017"] = Field("twitter2015", description="benchmark")
     rationale_source: RationaleSource = Field(
         "reasons", description="text rationale: the dataset's per-aspect reasons joined, the same "
@@ -34,12 +37,20 @@ class DataSettings(LrsaSettings):
 
 
 class EvalSettings(DataSettings):
+    """`lrsa eval` (env LRSA_EVAL_<FIELD>)."""
+
+    model_config = SettingsConfigDict(env_prefix="LRSA_EVAL_")
+
     checkpoint: Path = Field(Path("checkpoints/lrsa-twitter2015"), description="checkpoint folder")
     split: str = Field("dev", description="dev, test (needs test.json) or train")
     batch_size: int = Field(64, description="posts per forward pass")
 
 
 class TrainSettings(DataSettings):
+    """`lrsa train` (env LRSA_TRAIN_<FIELD>)."""
+
+    model_config = SettingsConfigDict(env_prefix="LRSA_TRAIN_")
+
     out: Path = Field(Path("runs/lrsa"), description="output folder (checkpoint + training state)")
     text_encoder: str | None = Field(None, description="HF id or path of the text encoder "
                                      "(default: offline all-MiniLM-L6-v2)")
@@ -69,7 +80,11 @@ class TrainSettings(DataSettings):
 
 
 class AblationSettings(LrsaSettings):
-    data_dir: Path = Field(DEFAULT_DATA_DIR, description="folder with twitter2015/, twitter2017/, rationales/")
+    """`lrsa ablations` (env LRSA_ABLATIONS_<FIELD>)."""
+
+    model_config = SettingsConfigDict(env_prefix="LRSA_ABLATIONS_")
+
+    data_dir: Path = data_dir_field()
     datasets: str = Field("twitter2015,twitter2017", description="comma-separated benchmarks")
     variants: str = Field("all", description="comma-separated variant names, or all")
     seeds: str = Field("13,21,42", description="comma-separated seeds")
@@ -80,3 +95,20 @@ class AblationSettings(LrsaSettings):
     limit: int | None = Field(None, description="use only the first N posts of each split (smoke tests)")
     table: Path | None = Field(None, description="also write the markdown table to this file")
     report_only: bool = Field(False, description="train nothing: only tabulate the finished runs")
+
+
+class RationalesJobSettings(RationaleSettings):
+    """`lrsa rationales`: the serving engine's settings plus the job's (env LRSA_RATIONALES_<FIELD>)."""
+
+    model_config = SettingsConfigDict(env_prefix="LRSA_RATIONALES_")
+
+    dataset: str = Field("twitter2015", description="twitter2015 or twitter2017")
+    split: str = Field("dev", description="train or dev")
+    out: Path | None = Field(None, description="JSONL output (default runs/rationales/<model>/<dataset>/<split>.jsonl)")
+    data_dir: Path = data_dir_field()
+    chunk_size: int = Field(64, ge=1, description="posts per engine call (and per flushed write)")
+    limit: int | None = Field(None, ge=1, description="only the first N posts of the split")
+
+    def out_path(self) -> Path:
+        name = Path(self.model).name.split("-")[0] if self.model else "model"
+        return self.out or Path("runs") / "rationales" / name / self.dataset / f"{self.split}.jsonl"

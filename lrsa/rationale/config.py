@@ -1,10 +1,11 @@
-"""Settings of the rationale engine (env LRSA_<FIELD>); the worker pool and the CLI extend them."""
+"""Settings of the rationale engine (env LRSA_RATIONALE_<FIELD>); the worker pool and the CLI extend them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from lrsa.rationale import DEFAULT_MODEL
 from lrsa.rationale.prompts import PROMPT_VERSION
@@ -12,6 +13,10 @@ from lrsa.settings import LrsaSettings
 
 
 class RationaleSettings(LrsaSettings):
+    """The rationale engine (env LRSA_RATIONALE_<FIELD>)."""
+
+    model_config = SettingsConfigDict(env_prefix="LRSA_RATIONALE_")
+
     model: str = Field(DEFAULT_MODEL, description="rationale LLM: HF id, local folder, or the offline default")
     vlm_model: str | None = Field(None, description="vision-language model (HF id/folder) describing images; none = text only")
     model_cache_dir: Path | None = Field(None, description="where converted models are cached (~/.cache/lrsa/models)")
