@@ -34,7 +34,8 @@ class DemoSettings(LrsaSettings):
     checkpoint: Path = Field(REPO_ROOT / "checkpoints" / "lrsa-twitter2015",
                              description="fused SLM checkpoint; trained first if missing")
     data_dir: Path = data_dir_field("MABSA data, used to train a checkpoint if none exists")
-    train_minutes: float = Field(12.0, description="time budget of that first training run")
+    train_minutes: float = Field(10.0, description="training time budget of that first run (after a "
+                                 "one-time encoding of the rationales)")
     partitions: int = Field(2, ge=1, description="partitions of the demo topics")
     rationale: bool = Field(True, description="generate LLM rationales (SmolLM2) for the posts")
     idle_s: float = Field(5.0, description="the worker stops once nothing arrived for this long")
@@ -63,7 +64,7 @@ def ensure_checkpoint(s: DemoSettings) -> Path:
     print(f"[demo] no checkpoint at {s.checkpoint}: training one on twitter2015 "
           f"(all-MiniLM-L6-v2, at most {s.train_minutes:.0f} min)", flush=True)
     _lrsa("train", "--dataset", "twitter2015", "--data-dir", str(s.data_dir), "--out", str(s.checkpoint),
-          "--epochs", "4", "--max-minutes", str(s.train_minutes))
+          "--rationale-source", "reasons_masked", "--epochs", "4", "--max-minutes", str(s.train_minutes))
     return s.checkpoint
 
 
