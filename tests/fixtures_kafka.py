@@ -19,8 +19,8 @@ def kafka_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaStack
     stack = KafkaStack(tmp_path_factory.mktemp("kafka"), port=0, heap="384m")
     try:
         stack.up()
-    except Exception as e:  # no java / no jars and no network: say why instead of a stack trace
-        pytest.skip(f"embedded Kafka could not start: {e}")
+    except Exception as e:  # fail, never skip: a broker that cannot start is a broken set-up
+        pytest.fail(f"embedded Kafka could not start (scripts/setup.sh installs Java and the jars): {e}")
     yield stack
     stack.down()
 
