@@ -22,7 +22,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 from tqdm import tqdm
 
-from lrsa.settings import DEFAULT_DATA_DIR, LrsaSettings
+from lrsa.settings import LrsaSettings, data_dir_field
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class BenchScorerSettings(LrsaSettings):
 
     checkpoint: Path | None = Field(None, description="checkpoint to serve (default: all-MiniLM-L6-v2 fused "
                                                       "model with an untrained head, built once)")
-    data_dir: Path = Field(DEFAULT_DATA_DIR, description="MABSA data: posts, rationales, descriptions to score")
+    data_dir: Path = data_dir_field("MABSA data: posts, rationales, descriptions to score")
     batch_size: int = Field(32, ge=1, description="posts per batch")
     batches: int = Field(8, ge=1, description="batches measured per path")
     warmup: int = Field(2, ge=0, description="batches run before measuring, per path")
