@@ -44,6 +44,22 @@ def test_batcher_matches_greedy_generate_with_fewer_slots_than_prompts():
     assert stats.new_tokens == sum(budgets) and stats.prefill_calls > 1  # slots were refilled
 
 
+def test_shared_prompt_prefix_is_computed_once_and_changes_no_token():
+    model = tiny_llama()
+    header = _prompts(1, seed=7)[0] + [5, 6, 7, 8]  # a chat header + system prompt every prompt starts with
+    prompts = [header + tail for tail in _prompts(9, seed=2)]
+    budgets = [3, 12, 7, 1, 20, 9, 4, 15, 6]
+    batcher = ContinuousBatcher(model, slots=3, max_len=96, column_bucket=16)
+    out, stats = batcher.run(prompts, budgets)
+    assert out == [_reference(model, p, b) for p, b in zip(prompts, budgets)]
+    assert stats.shared_prefix == len(header)
+    assert stats.prefill_tokens == sum(map(len, prompts)) - (len(prompts) - 1) * len(header)
+    unshared, plain = ContinuousBatcher(model, slots=3, max_len=96, column_bucket=16, share_prefix=False).run(prompts, budgets)
+    assert unshared == out and plain.prefill_tokens == sum(map(len, prompts)) and plain.shared_prefix == 0
+    again, stats = batcher.run(prompts[:4], budgets[:4])  # same prefix: its keys/values are reused
+    assert again == out[:4] and stats.prefill_tokens == sum(len(p) - len(header) for p in prompts[:4])
+
+
 def test_rows_stop_at_end_of_sequence():
     model = tiny_llama()
     prompts = _prompts(6, seed=3)

@@ -25,9 +25,11 @@ from transformers import PreTrainedModel
 class SlotKVCache:
     """Per-layer [slots, kv_heads, max_len, head_dim] key/value tensors, written in place.
 
-    Duck-types the `update()` of a transformers Cache. Two modes:
-    - prefill (`prefill_slots` set): write whole prompts into their slots, return the prompt's own
-      keys/values (a prompt attends only to itself);
+    Duck-types the `update()` of a transformers Cache. Three modes:
+    - prefix capture (`capturing_prefix`): keep the shared prefix's keys/values (one row) in `prefix`;
+    - prefill (`prefill_slots` set): write the prompts (after the shared prefix, if any) into their
+      slots, with the prefix copied in front; return the prefix + prompt keys/values (a prompt
+      attends only to itself);
     - decode: write one token for each of the first n slots at that slot's position, return their
       first `limit` columns (the attention mask hides each slot's columns past its position).
     """
@@ -43,6 +45,9 @@ class SlotKVCache:
         self.rows = torch.arange(slots, device=model.device)
         self.write_pos = torch.zeros(slots, dtype=torch.long, device=model.device)
         self.prefill_slots: torch.Tensor | None = None
+        self.capturing_prefix = False
+        self.prefix: list[tuple[torch.Tensor, torch.Tensor]] = []  # per layer, [1, kv_heads, P, head_dim]
+        self.prefix_len = 0
         self.limit = max_len
         if model.device.type == "cuda":  # fixed addresses: required for CUDA graph replay / cudagraph trees
             for t in (*self.keys, *self.values, self.rows, self.write_pos):
@@ -50,7 +55,15 @@ class SlotKVCache:
 
     def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args, **kwargs):
         keys, values = self.keys[layer_idx], self.values[layer_idx]
+        if self.capturing_prefix:
+            del self.prefix[layer_idx:]
+            self.prefix.append((key.clone(), value.clone()))
+            return key, value
         if self.prefill_slots is not None:
+            if self.prefix_len:
+                pk, pv = self.prefix[layer_idx]
+                key = torch.cat([pk.expand(key.shape[0], -1, -1, -1), key], dim=2)
+                value = torch.cat([pv.expand(value.shape[0], -1, -1, -1), value], dim=2)
             n = key.shape[2]
             keys[self.prefill_slots, :, :n] = key
             values[self.prefill_slots, :, :n] = value
@@ -75,6 +88,8 @@ class BatchStats:
     new_tokens: int = 0
     decode_steps: int = 0
     prefill_calls: int = 0
+    prefill_tokens: int = 0  # prompt tokens run through the model (the shared prefix once)
+    shared_prefix: int = 0  # tokens of the common prompt prefix computed once for the run
     busy_slot_steps: int = 0  # sum over decode steps of the slots holding a live row
     slot_steps: int = 0
     seconds: float = 0.0
@@ -104,18 +119,25 @@ class ContinuousBatcher:
     decode step per (row bucket, column bucket) and replay it. compile: torch.compile the decode step.
     Live rows are kept packed in the first slots (a finishing row's slot takes the last live row),
     so a decode step computes only the live rows, rounded up to `row_bucket` (for graphs).
+
+Prompts rendered from one template share their first tokens (chat header, system prompt): with
+share_prefix, the keys/values of the run's common prefix are computed once and copied into each
+slot, so a refill prefills only each prompt's own tail.
     """
 
     def __init__(self, model: PreTrainedModel, *, slots: int = 32, max_len: int = 512,
                  eos_token_ids: Sequence[int] = (), continuous: bool = True, sort_by_length: bool = True,
                  refill_min: int | None = None, column_bucket: int = 64, row_bucket: int | None = None,
-                 cuda_graphs: bool | None = None, compile: bool = False) -> None:
+                 cuda_graphs: bool | None = None, compile: bool = False, share_prefix: bool = True,
+                 min_shared_prefix: int = 4) -> None:
         self.model = model
         self.decoder = model.get_decoder()
         self.lm_head = model.get_output_embeddings()
         self.slots, self.max_len = slots, max_len
         self.eos = set(int(t) for t in eos_token_ids)
         self.continuous, self.sort_by_length = continuous, sort_by_length
+        self.share_prefix, self.min_shared_prefix = share_prefix, min_shared_prefix
+        self._prefix_ids: list[int] = []
         self.refill_min = refill_min or max(1, slots // 8)
         self.column_bucket = column_bucket
         self.cuda_graphs = model.device.type == "cuda" if cuda_graphs is None else cuda_graphs
@@ -177,24 +199,51 @@ class ContinuousBatcher:
         if self.model.device.type == "cuda":
             torch.cuda.synchronize()
 
-    def _prefill(self, rows: list[list[int]], slots: list[int]) -> torch.Tensor:
-        """Run new prompts (right-padded) into their slots; returns each one's first new token."""
+    def _capture_prefix(self, ids: list[int]) -> int:
+        """Compute the shared prefix's keys/values (kept until a run has another prefix); returns the
+        number of tokens computed (0 when the last run's prefix is reused)."""
+        if ids == self._prefix_ids:
+            return 0
         dev = self.model.device
+        cols = self._cols[: len(ids)]
+        self.cache.capturing_prefix = True
+        try:
+            self.decoder(input_ids=torch.tensor([ids], device=dev), cache=self.cache, use_cache=True,
+                         attention_mask=(cols[None, :] <= cols[:, None])[None, None], position_ids=cols[None])
+        finally:
+            self.cache.capturing_prefix = False
+        self._prefix_ids = list(ids)
+        return len(ids)
+
+    def _prefill(self, rows: list[list[int]], slots: list[int]) -> torch.Tensor:
+        """Run new prompts' tails (right-padded, after the shared prefix) into their slots; returns each
+        one's first new token."""
+        dev, start = self.model.device, self.cache.prefix_len
         lens = torch.tensor([len(r) for r in rows], device=dev)
         width = max(len(r) for r in rows)
         ids = torch.zeros(len(rows), width, dtype=torch.long, device=dev)
         for i, r in enumerate(rows):
             ids[i, : len(r)] = torch.tensor(r, device=dev)
         cols = self._cols[:width]
-        mask = (cols[None, :] <= cols[:, None])[None] & (cols[None, None, :] < lens[:, None, None])
+        own = (cols[None, :] <= cols[:, None])[None] & (cols[None, None, :] < lens[:, None, None])
+        mask = torch.cat([own.new_ones(len(rows), width, start), own], dim=2)  # every row sees the whole prefix
         self.cache.prefill_slots = torch.tensor(slots, device=dev)
         try:
             hidden = self.decoder(input_ids=ids, attention_mask=mask[:, None], cache=self.cache, use_cache=True,
-                                  position_ids=cols[None].expand(len(rows), -1)).last_hidden_state
+                                  position_ids=(start + cols)[None].expand(len(rows), -1)).last_hidden_state
         finally:
             self.cache.prefill_slots = None
         last = hidden[torch.arange(len(rows), device=dev), lens - 1]
         return self.lm_head(last).argmax(-1)
+
+    def _shared_prefix(self, prompts: list[list[int]]) -> int:
+        """Length of the prompts' common prefix worth computing once (each prompt keeps >= 1 own token)."""
+        if not self.share_prefix or len(prompts) < 2:
+            return 0
+        first, n = prompts[0], min(len(p) for p in prompts) - 1
+        for p in prompts[1:]:
+            n = next((i for i in range(n) if p[i] != first[i]), n)
+        return n if n >= self.min_shared_prefix else 0
 
     # ---- scheduling -----------------------------------------------------------------------
     @torch.inference_mode()
@@ -212,13 +261,16 @@ class ContinuousBatcher:
             raise ValueError(f"max_new_tokens {max(budgets)} leaves no room for a prompt in max_len {self.max_len}")
         # Keep the tail of an over-long prompt: a chat prompt ends with the assistant's turn.
         prompts = [list(p)[-room:] for p in prompts]
+        shared = self._shared_prefix(prompts)
+        stats = BatchStats(requests=len(prompts), shared_prefix=shared,
+                           prefill_tokens=self._capture_prefix(prompts[0][:shared]) if shared else 0)
+        self.cache.prefix_len = shared
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i])) if self.sort_by_length \
             else list(range(len(prompts)))
         queue = deque(order)
         live: list[_Row | None] = [None] * self.slots  # live rows are always live[:n]
         pos = [0] * self.slots
         results: list[list[int]] = [[] for _ in prompts]
-        stats = BatchStats(requests=len(prompts))
         n = 0
 
         def accept(slot: int, token: int) -> None:
@@ -252,8 +304,9 @@ class ContinuousBatcher:
             if queue and free and free >= want and (self.continuous or not n):
                 take = [queue.popleft() for _ in range(min(free, len(queue)))]
                 slots = list(range(n, n + len(take)))
-                first = self._prefill([prompts[i] for i in take], slots).tolist()
+                first = self._prefill([prompts[i][shared:] for i in take], slots).tolist()
                 stats.prefill_calls += 1
+                stats.prefill_tokens += sum(len(prompts[i]) - shared for i in take)
                 for slot, i, tok in zip(slots, take, first):
                     live[slot] = _Row(i, budgets[i])
                     pos[slot] = len(prompts[i])

@@ -9,7 +9,8 @@ One run, one model, the same prompts, batch size, token budget and dtype for all
 - engine:          lrsa.rationale.batcher.ContinuousBatcher (slots + static KV cache, continuous
                    refill, length bucketing, CUDA graphs of the decode step on GPU);
 - the engine without each of its pieces, to show what each contributes.
-Workload: prompt lengths drawn in [prompt_tokens * (1 - spread), prompt_tokens]; each row stops at
+Workload: prompt lengths drawn in [prompt_tokens * (1 - spread), prompt_tokens], the first
+`shared_prefix` tokens the same in every prompt (as a chat template's header is); each row stops at
 its own length drawn in [min_new, max_new] (random weights never say EOS, so stops are forced,
 for every contender alike). Only useful tokens (up to each row's stop) are counted.
 """
@@ -53,10 +54,14 @@ class Workload:
 
 
 def make_workload(vocab: int, n: int, prompt_tokens: int, spread: float, min_new: int, max_new: int,
-                  seed: int = 0) -> Workload:
+                  seed: int = 0, shared_prefix: int = 0) -> Workload:
     rng = random.Random(seed)
-    low = max(1, int(prompt_tokens * (1 - spread)))
-    prompts = [[rng.randrange(10, vocab) for _ in range(rng.randint(low, prompt_tokens))] for _ in range(n)]
+    low = max(shared_prefix + 1, int(prompt_tokens * (1 - spread)))
+    if low > prompt_tokens:
+        raise ValueError(f"a shared prefix of {shared_prefix} tokens leaves no room in {prompt_tokens}-token prompts")
+    prefix = [rng.randrange(10, vocab) for _ in range(shared_prefix)]
+    prompts = [prefix + [rng.randrange(10, vocab) for _ in range(rng.randint(low, prompt_tokens) - shared_prefix)]
+               for _ in range(n)]
     return Workload(prompts, [rng.randint(min_new, max_new) for _ in range(n)], max_new)
 
 
@@ -143,18 +148,21 @@ def engine_runner(model, work: Workload, batch: int, device: str, **options) -> 
         cpu_s = time.process_time() - c0
         assert [len(o) for o in out] == work.stops, "the engine must stop each row at its own length"
         return {"tok_s": stats.tokens_per_s, "tok_cpu_s": stats.new_tokens / cpu_s, "slot_utilisation": round(stats.slot_utilisation, 3),
-                "decode_steps": stats.decode_steps, "prefill_calls": stats.prefill_calls}
+                "decode_steps": stats.decode_steps, "prefill_calls": stats.prefill_calls,
+                "prefill_tokens": stats.prefill_tokens}
 
     return run, warm
 
 
-def engine_variants(device: str, compile_decode: bool) -> dict[str, dict]:
+def engine_variants(device: str, compile_decode: bool, shared_prefix: bool) -> dict[str, dict]:
     """The full engine and the engine without one piece each (what each piece contributes)."""
     graphs = device.startswith("cuda")
     full = {"continuous": True, "sort_by_length": True, "cuda_graphs": graphs, "compile": compile_decode}
     variants = {"engine": full,
                 "without_continuous_batching": {**full, "continuous": False},
                 "without_length_bucketing": {**full, "sort_by_length": False}}
+    if shared_prefix:
+        variants["without_prefix_sharing"] = {**full, "share_prefix": False}
     if graphs:
         variants["without_cuda_graphs"] = {**full, "cuda_graphs": False}
     if compile_decode:
@@ -177,12 +185,12 @@ def bench(args: argparse.Namespace) -> dict:
     model, load_s = build_model(args, device, dtype)
     vocab = model.config.get_text_config().vocab_size
     work = make_workload(vocab, args.num_prompts or 4 * batch, args.prompt_tokens, args.prompt_spread,
-                         args.min_new, args.max_new, args.seed)
+                         args.min_new, args.max_new, args.seed, args.shared_prefix)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # stdout carries only the report
 
     runners: dict[str, callable] = {}
     warm_s: dict[str, float] = {}
-    variants = engine_variants(device, args.compile)
+    variants = engine_variants(device, args.compile, args.shared_prefix > 0)
     if args.no_pieces:
         variants = {"engine": variants["engine"]}
     for name, options in variants.items():
@@ -214,6 +222,7 @@ def bench(args: argparse.Namespace) -> dict:
         "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
         "dtype": str(dtype).removeprefix("torch."), "batch_size": batch, "num_prompts": len(work.prompts),
         "prompt_tokens": [min(map(len, work.prompts)), max(map(len, work.prompts))],
+        "shared_prefix": args.shared_prefix,
         "new_tokens": [args.min_new, args.max_new], "useful_tokens": work.useful_tokens,
         "torch": torch.__version__, "transformers": __import__("transformers").__version__,
         "engine_tok_s": round(engine, 1),
@@ -233,7 +242,8 @@ def bench(args: argparse.Namespace) -> dict:
         "pieces": {name: {"tok_s": round(r["tok_s"], 1), "engine_speedup": round(engine / r["tok_s"], 3),
                           "tok_cpu_s": r["tok_cpu_s"],
                           "engine_speedup_cpu_time": round(results["engine"]["tok_cpu_s"] / r["tok_cpu_s"], 3),
-                          **{k: r[k] for k in ("slot_utilisation", "decode_steps", "prefill_calls", "rounds_tok_s")
+                          **{k: r[k] for k in ("slot_utilisation", "decode_steps", "prefill_calls", "prefill_tokens",
+                                                   "rounds_tok_s")
                              if k in r}}
                    for name, r in results.items()},
     }
@@ -245,7 +255,8 @@ def print_report(report: dict, as_json: bool) -> None:
         print(json.dumps(report))
         return
     print(f"model {report['model']} on {report['device']} ({report['dtype']}), batch {report['batch_size']}, "
-          f"{report['num_prompts']} prompts of {report['prompt_tokens'][0]}-{report['prompt_tokens'][1]} tokens, "
+          f"{report['num_prompts']} prompts of {report['prompt_tokens'][0]}-{report['prompt_tokens'][1]} tokens "
+          f"({report['shared_prefix']} shared), "
           f"row stops {report['new_tokens'][0]}-{report['new_tokens'][1]} new tokens")
     print(f"{'contender':32s} {'useful tok/s':>12s} {'engine x':>9s} {'tok/cpu-s':>10s} {'engine x':>9s}")
     for name, r in report["pieces"].items():

@@ -28,6 +28,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-tokens", type=int, default=128, help="longest prompt (default 128)")
     p.add_argument("--prompt-spread", type=float, default=0.5,
                    help="prompt lengths drawn in [P*(1-spread), P] (default 0.5; 0 = all P)")
+    p.add_argument("--shared-prefix", type=int, default=0,
+                   help="first N tokens common to all prompts, as a chat template's header and system prompt are "
+                        "(the v1 prompt: 25 of 68-96 with SmolLM2's tokenizer; default 0)")
     p.add_argument("--min-new", type=int, default=8, help="shortest row stop (default 8)")
     p.add_argument("--max-new", type=int, default=64, help="longest row stop = max_new_tokens (default 64)")
     p.add_argument("--num-prompts", type=int, default=None, help="prompts in the workload (default 4 x batch)")
