@@ -58,6 +58,8 @@ def test_shared_prompt_prefix_is_computed_once_and_changes_no_token():
     assert unshared == out and plain.prefill_tokens == sum(map(len, prompts)) and plain.shared_prefix == 0
     again, stats = batcher.run(prompts[:4], budgets[:4])  # same prefix: its keys/values are reused
     assert again == out[:4] and stats.prefill_tokens == sum(len(p) - len(header) for p in prompts[:4])
+    alone, stats = batcher.run(prompts[4:5], budgets[4])  # a batch of one still reuses the kept prefix
+    assert alone == out[4:5] and stats.prefill_tokens == len(prompts[4]) - len(header)
 
 
 def test_rows_stop_at_end_of_sequence():

@@ -119,10 +119,9 @@ class ContinuousBatcher:
     decode step per (row bucket, column bucket) and replay it. compile: torch.compile the decode step.
     Live rows are kept packed in the first slots (a finishing row's slot takes the last live row),
     so a decode step computes only the live rows, rounded up to `row_bucket` (for graphs).
-
-Prompts rendered from one template share their first tokens (chat header, system prompt): with
-share_prefix, the keys/values of the run's common prefix are computed once and copied into each
-slot, so a refill prefills only each prompt's own tail.
+    Prompts rendered from one template share their first tokens (chat header, system prompt): with
+    share_prefix, the keys/values of the run's common prefix are computed once and copied into each
+    slot, so a refill prefills only each prompt's own tail.
     """
 
     def __init__(self, model: PreTrainedModel, *, slots: int = 32, max_len: int = 512,
@@ -238,8 +237,11 @@ slot, so a refill prefills only each prompt's own tail.
 
     def _shared_prefix(self, prompts: list[list[int]]) -> int:
         """Length of the prompts' common prefix worth computing once (each prompt keeps >= 1 own token)."""
-        if not self.share_prefix or len(prompts) < 2:
+        if not self.share_prefix or not prompts:
             return 0
+        if len(prompts) == 1:  # nothing to share inside the run, but the kept prefix still saves its tokens
+            kept, p = self._prefix_ids, prompts[0]
+            return len(kept) if kept and len(p) > len(kept) and p[: len(kept)] == kept else 0
         first, n = prompts[0], min(len(p) for p in prompts) - 1
         for p in prompts[1:]:
             n = next((i for i in range(n) if p[i] != first[i]), n)
