@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlamaForCausalLM, LlavaConfig,
+                          LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
 
 from lrsa.rationale.loading import LoadedModel
 from lrsa.rationale.prompts import TEMPLATES
@@ -34,6 +35,33 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
     fast.chat_template = CHAT_TEMPLATE
     return fast
+
+
+VLM_CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}> {% if m['content'] is string %}{{ m['content'] }}"
+                     "{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<image> {% else %}{{ c['text'] }}"
+                     "{% endif %}{% endfor %}{% endif %} {% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}")
+
+
+def save_tiny_llava(folder) -> str:
+    """A LLaVA (CLIP vision tower + Llama) of a few layers with its processor, saved like a hub model."""
+    tok = tiny_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}),
+        tokenizer=tok, patch_size=14, vision_feature_select_strategy="default", num_additional_image_tokens=1,
+        chat_template=VLM_CHAT_TEMPLATE, image_token="<image>")
+    torch.manual_seed(0)
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(image_size=28, patch_size=14, hidden_size=32, intermediate_size=64,
+                                       num_hidden_layers=1, num_attention_heads=2),
+        text_config=LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                num_attention_heads=4, num_key_value_heads=2, bos_token_id=None, eos_token_id=1,
+                                pad_token_id=0),
+        image_token_index=tok.convert_tokens_to_ids("<image>"), vision_feature_layer=-1,
+        vision_feature_select_strategy="default")
+    LlavaForConditionalGeneration(config).eval().save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return str(folder)
 
 
 def tiny_loaded() -> LoadedModel:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -15,7 +16,8 @@ import torch
 from lrsa.rationale.batcher import ContinuousBatcher
 from lrsa.rationale.config import RationaleSettings
 from lrsa.rationale.engine import RationaleEngine, RationaleRequest
-from rationale_helpers import tiny_llama, tiny_loaded
+from lrsa.rationale.vision import ImageDescriber
+from rationale_helpers import save_tiny_llava, tiny_llama, tiny_loaded
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parent.parent
@@ -116,6 +118,37 @@ def test_engine_writes_rationales_and_answers_copies_from_cache():
 
 
 @pytest.mark.slow
+def _png(color: str, size: tuple[int, int] = (40, 30)) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_vision_model_describes_images_the_same_alone_or_batched(tmp_path):
+    describer = ImageDescriber(save_tiny_llava(tmp_path / "llava"), max_new_tokens=6)
+    posts = [RationaleRequest("I love my new phone", _png("red")),
+             RationaleRequest("RT I hate my new phone , why", _png("navy", (64, 20)))]
+    batched = describer.describe(posts, "v1")  # different prompt lengths: left padding must not change a row
+    assert batched == [describer.describe([p], "v1")[0] for p in posts]
+    assert all(isinstance(d, str) and d for d in batched)
+
+
+def test_engine_with_a_vision_model_describes_only_posts_with_images(tmp_path):
+    describer = ImageDescriber(save_tiny_llava(tmp_path / "llava"), max_new_tokens=6)
+    engine = RationaleEngine(RationaleSettings(device="cpu", slots=2, max_len=160, max_new_tokens=4,
+                                               vlm_model="tiny-llava"), loaded=tiny_loaded(), describer=describer)
+    red, blue = _png("red"), _png("blue")
+    out = engine.generate([RationaleRequest("I love my new phone", red), RationaleRequest("I hate my new phone"),
+                           RationaleRequest("I love my new phone", blue), RationaleRequest("I love my new phone", red)])
+    assert out[0].image_description == describer.describe([RationaleRequest("I love my new phone", red)], "v1")[0]
+    assert out[1].image_description is None
+    assert not out[2].cached and out[3].cached  # the image is part of the cache key once a VLM is configured
+    assert out[3].image_description == out[0].image_description
+    assert engine.versions()["image_vlm"] == "tiny-llava"
+
+
 def test_bench_runs_with_only_torch_and_transformers(tmp_path):
     """`python -m lrsa.rationale.bench --json` on a random tiny config, with pydantic, Ray, prometheus unimportable (tqdm comes with transformers)."""
     config = tiny_llama().config

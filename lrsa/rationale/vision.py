@@ -33,7 +33,7 @@ class ImageDescriber:
             {"type": "text", "text": template.format(text=r.text)}]}] for r in requests]
         inputs = self.processor.apply_chat_template(
             conversations, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt",
-            padding=True, padding_side="left").to(self.model.device)
+            processor_kwargs={"padding": True, "padding_side": "left"}).to(self.model.device)
         out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
         new = out[:, inputs["input_ids"].shape[1]:]
         return [t.strip() for t in self.processor.batch_decode(new, skip_special_tokens=True)]
