@@ -27,12 +27,18 @@ def test_processor_sets_rationales_and_counts_tokens_batches_and_cache_hits():
     processor = tiny_rationale_processor()
     before = {n: _sample(n) for n in ("lrsa_rationale_tokens_generated_total", "lrsa_rationale_cache_hits_total",
                                       "lrsa_rationale_cache_misses_total", "lrsa_rationale_batch_posts_count")}
+    prompt_before = {src: _sample("lrsa_rationale_prompt_tokens_total", source=src)
+                     for src in ("prefilled", "shared_prefix")}
     items = processor.process(_items("I love my new phone", "RT @x: I love my new phone", "I hate my phone"))
     assert all(it.rationale for it in items) and items[0].rationale == items[1].rationale
     assert items[0].image_description is None  # no vision-language model configured
     assert _sample("lrsa_rationale_tokens_generated_total") - before["lrsa_rationale_tokens_generated_total"] == \
         processor.engine.totals.new_tokens > 0
     assert _sample("lrsa_rationale_cache_misses_total") - before["lrsa_rationale_cache_misses_total"] == 2
+    prompt = {src: _sample("lrsa_rationale_prompt_tokens_total", source=src) - n for src, n in prompt_before.items()}
+    assert prompt["prefilled"] == processor.engine.totals.prefill_tokens > 0
+    assert prompt["shared_prefix"] > 0  # both prompts start with the template's chat header and system prompt
+    assert sum(prompt.values()) == processor.engine.totals.prompt_tokens
     processor.process(_items("i LOVE my new phone"))
     assert _sample("lrsa_rationale_cache_hits_total") - before["lrsa_rationale_cache_hits_total"] == 1
     assert _sample("lrsa_rationale_batch_posts_count") - before["lrsa_rationale_batch_posts_count"] == 2

@@ -32,6 +32,9 @@ CACHE_HITS = Counter("lrsa_rationale_cache_hits_total", "Posts answered from the
 CACHE_MISSES = Counter("lrsa_rationale_cache_misses_total", "Posts not in the rationale cache")
 CACHE_SIZE = Gauge("lrsa_rationale_cache_entries", "Rationales held in the cache")
 QUEUE = Gauge("lrsa_rationale_queue_depth", "Posts handed to this actor and not finished yet (waiting + generating)")
+PROMPT_TOKENS = Counter("lrsa_rationale_prompt_tokens_total",
+                        "Prompt tokens of generated rationales, by whether the LLM ran them (prefilled) or they came "
+                        "from the kept shared prompt prefix (shared_prefix)", ["source"])
 SLOTS = Gauge("lrsa_rationale_slot_utilisation", "Share of decode slots busy in the last batch")
 
 
@@ -60,6 +63,7 @@ class RationaleProcessor:
         self._pending = 0
         self._lock = threading.Lock()
         self._last_cache = self.engine.cache_stats()
+        self._last_prompt = (self.engine.totals.prompt_tokens, self.engine.totals.prefill_tokens)
 
     def process(self, items: list[WorkItem]) -> list[WorkItem]:
         self._queued(len(items))
@@ -93,6 +97,11 @@ class RationaleProcessor:
         CACHE_MISSES.inc(stats.misses - self._last_cache.misses)
         CACHE_SIZE.set(stats.size)
         self._last_cache = stats
+        totals = self.engine.totals
+        prompt, prefilled = totals.prompt_tokens - self._last_prompt[0], totals.prefill_tokens - self._last_prompt[1]
+        PROMPT_TOKENS.labels("prefilled").inc(prefilled)
+        PROMPT_TOKENS.labels("shared_prefix").inc(prompt - prefilled)
+        self._last_prompt = (totals.prompt_tokens, totals.prefill_tokens)
         if self.engine.last_batch is not None:
             SLOTS.set(self.engine.last_batch.slot_utilisation)
 

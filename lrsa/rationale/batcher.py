@@ -88,6 +88,7 @@ class BatchStats:
     new_tokens: int = 0
     decode_steps: int = 0
     prefill_calls: int = 0
+    prompt_tokens: int = 0  # tokens of all prompts (after truncation to the cache)
     prefill_tokens: int = 0  # prompt tokens run through the model (the shared prefix once)
     shared_prefix: int = 0  # tokens of the common prompt prefix computed once for the run
     busy_slot_steps: int = 0  # sum over decode steps of the slots holding a live row
@@ -264,7 +265,7 @@ class ContinuousBatcher:
         # Keep the tail of an over-long prompt: a chat prompt ends with the assistant's turn.
         prompts = [list(p)[-room:] for p in prompts]
         shared = self._shared_prefix(prompts)
-        stats = BatchStats(requests=len(prompts), shared_prefix=shared,
+        stats = BatchStats(requests=len(prompts), shared_prefix=shared, prompt_tokens=sum(map(len, prompts)),
                            prefill_tokens=self._capture_prefix(prompts[0][:shared]) if shared else 0)
         self.cache.prefix_len = shared
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i])) if self.sort_by_length \

@@ -46,6 +46,8 @@ class EngineTotals:
     posts: int = 0
     generated: int = 0
     new_tokens: int = 0
+    prompt_tokens: int = 0
+    prefill_tokens: int = 0  # prompt tokens run through the LLM; the rest came from the shared prefix
     generation_s: float = 0.0
 
 
@@ -116,6 +118,8 @@ class RationaleEngine:
         self.last_batch = stats
         self.totals.generated += len(requests)
         self.totals.new_tokens += stats.new_tokens
+        self.totals.prompt_tokens += stats.prompt_tokens
+        self.totals.prefill_tokens += stats.prefill_tokens
         self.totals.generation_s += stats.seconds
         log.debug("generated %d rationales, %d tokens in %.2f s", len(requests), stats.new_tokens, stats.seconds)
         return [Rationale(t.strip(), img, len(tok)) for t, img, tok in zip(texts, images, tokens)]
