@@ -21,6 +21,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "dual-no-rationale": ("dual, description only (no text rationale)", {"no_rationale": True}),
     "dual-no-description": ("dual, no image description", {"no_description": True}),
     "dual-masked": ("dual, reasons with aspect terms masked", {"rationale_source": "reasons_masked"}),
+    "dual-shared": ("dual, memory streams encoded by the (fine-tuned) text encoder", {"rationale_encoder": "shared"}),
     "concat": ("concat (reasons + description)", {"fusion": "concat"}),
     "text-only": ("text only", {"fusion": "text_only", "no_rationale": True, "no_description": True}),
 }
