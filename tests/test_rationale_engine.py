@@ -117,7 +117,6 @@ def test_engine_writes_rationales_and_answers_copies_from_cache():
     assert engine.versions() == {"rationale_llm": settings.model, "rationale_prompt": "v1"}
 
 
-@pytest.mark.slow
 def _png(color: str, size: tuple[int, int] = (40, 30)) -> bytes:
     from PIL import Image
 
@@ -149,6 +148,7 @@ def test_engine_with_a_vision_model_describes_only_posts_with_images(tmp_path):
     assert engine.versions()["image_vlm"] == "tiny-llava"
 
 
+@pytest.mark.slow
 def test_bench_runs_with_only_torch_and_transformers(tmp_path):
     """`python -m lrsa.rationale.bench --json` on a random tiny config, with pydantic, Ray, prometheus unimportable (tqdm comes with transformers)."""
     config = tiny_llama().config

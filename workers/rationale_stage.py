@@ -9,6 +9,7 @@ with `metrics_port` set, each actor serves them itself (actors live in their own
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -63,7 +64,7 @@ class RationaleProcessor:
         self._pending = 0
         self._lock = threading.Lock()
         self._last_cache = self.engine.cache_stats()
-        self._last_prompt = (self.engine.totals.prompt_tokens, self.engine.totals.prefill_tokens)
+        self._last_totals = dataclasses.replace(self.engine.totals)  # counters advance by the difference
 
     def process(self, items: list[WorkItem]) -> list[WorkItem]:
         self._queued(len(items))
@@ -97,11 +98,11 @@ class RationaleProcessor:
         CACHE_MISSES.inc(stats.misses - self._last_cache.misses)
         CACHE_SIZE.set(stats.size)
         self._last_cache = stats
-        totals = self.engine.totals
-        prompt, prefilled = totals.prompt_tokens - self._last_prompt[0], totals.prefill_tokens - self._last_prompt[1]
+        now, last = self.engine.totals, self._last_totals
+        prefilled = now.prefill_tokens - last.prefill_tokens
         PROMPT_TOKENS.labels("prefilled").inc(prefilled)
-        PROMPT_TOKENS.labels("shared_prefix").inc(prompt - prefilled)
-        self._last_prompt = (totals.prompt_tokens, totals.prefill_tokens)
+        PROMPT_TOKENS.labels("shared_prefix").inc(now.prompt_tokens - last.prompt_tokens - prefilled)
+        self._last_totals = dataclasses.replace(now)
         if self.engine.last_batch is not None:
             SLOTS.set(self.engine.last_batch.slot_utilisation)
 
