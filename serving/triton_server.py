@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -24,6 +23,8 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from lrsa.ports import free_ports
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,6 @@ def pytriton_dir() -> Path:
     import pytriton  # only to locate the shipped server; we do not use pytriton's API
 
     return Path(pytriton.__file__).resolve().parent
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def render_repository(dest: Path, checkpoint: Path, *, models: tuple[str, ...] = (PYTHON_MODEL,),
@@ -98,9 +93,10 @@ class TritonServer:
     _log_path: Path | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.http_port = self.http_port or free_port(self.host)
-        self.grpc_port = self.grpc_port or free_port(self.host)
-        self.metrics_port = self.metrics_port or free_port(self.host)
+        spare = iter(free_ports(3, self.host))  # chosen together, so never the same port twice
+        self.http_port = self.http_port or next(spare)
+        self.grpc_port = self.grpc_port or next(spare)
+        self.metrics_port = self.metrics_port or next(spare)
         self.workdir = Path(self.workdir or tempfile.mkdtemp(prefix="lrsa-triton-"))
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
+from lrsa.ports import free_ports
 from workers.config import MAX_MESSAGE_BYTES
 from workers.kafka_stack import KafkaStack
 
@@ -23,6 +24,17 @@ def test_large_message_round_trip(kafka_bootstrap: str, kafka_topic) -> None:
     value = next(iter(consumer)).value
     consumer.close()
     assert value == payload
+
+
+def test_ports_chosen_together_are_distinct() -> None:
+    assert len(set(free_ports(64))) == 64
+
+
+def test_broker_and_controller_never_share_a_port(tmp_path) -> None:
+    stack = KafkaStack(tmp_path / "k", port=0)
+    assert stack.port != stack.controller_port
+    with pytest.raises(ValueError, match="two ports"):
+        KafkaStack(tmp_path / "j", port=19092, controller_port=19092)
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streaming_helpers import ECHO_STAGE, make_dataset, produce, start_worker, wait_exit, wait_for
-from workers.kafka_stack import free_port
+from lrsa.ports import free_port
 from workers.metrics import SPECS, DriverMetrics, MetricsBuffer
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"

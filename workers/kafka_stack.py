@@ -13,13 +13,13 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lrsa.ports import free_ports
 from workers.config import MAX_MESSAGE_BYTES, REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -27,12 +27,6 @@ log = logging.getLogger(__name__)
 KAFKA_DEPLOY = REPO_ROOT / "deploy" / "kafka"
 LIB_DIR = KAFKA_DEPLOY / "target" / "lib"
 LOG4J_CONFIG = KAFKA_DEPLOY / "log4j2.properties"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ensure_jars(lib_dir: Path = LIB_DIR) -> Path:
@@ -97,8 +91,11 @@ class KafkaStack:
         if saved and not port:
             self.port, self.controller_port = saved.port, saved.controller_port
         else:
-            self.port = free_port() if port == 0 else (port or 9092)
-            self.controller_port = controller_port or free_port()
+            spare = iter(free_ports(2))  # chosen together, so never the same port twice
+            self.port = next(spare) if port == 0 else (port or 9092)
+            self.controller_port = controller_port or next(spare)
+        if self.port == self.controller_port:
+            raise ValueError(f"the broker and the controller need two ports, both are {self.port}")
 
     @property
     def bootstrap(self) -> str:
@@ -141,9 +138,7 @@ class KafkaStack:
         props = self.dir / "server.properties"
         props.write_text(_server_properties(self.dir, self.port, self.controller_port))
         if not (self.dir / "logs" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id,
-                                      "-c", str(props)), check=True, capture_output=True)
+            self._format(props)
         out = open(self.dir / "broker.out", "ab")
         proc = subprocess.Popen(self._java("kafka.Kafka", str(props), heap=self.heap),
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -153,6 +148,14 @@ class KafkaStack:
         log.info("starting Kafka (pid %d) at %s, data in %s", proc.pid, self.bootstrap, self.dir)
         self._wait_ready(proc, timeout_s)
         return self.bootstrap
+
+    def _format(self, props: Path) -> None:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        done = subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"formatting Kafka storage failed ({done.returncode}): "
+                               f"{(done.stdout + done.stderr).strip()[-2000:]}; see {self.dir / 'server.log'}")
 
     def _wait_ready(self, proc: subprocess.Popen, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
