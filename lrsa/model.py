@@ -6,6 +6,11 @@
                                    gated sum back into the text stream, LayerNorm ──┘
                                    ──> linear head: sentiment-aware BIO tag per token
 
+With `inner_fusion_layers=N` the same dual cross-attention also runs after each of the text
+encoder's last N layers (zero-gated at initialisation), so the pretrained layers above each
+fusion point mix the rationale into the post as concatenation does, while rationale and image
+stay separate memories.
+
 One pass gives JMASA: aspect spans with a sentiment each (see lrsa.labels). A missing rationale
 or image is a fully masked memory: its cross-attention contributes exactly zero, so the model
 serves posts without them; training drops each stream at random (modality dropout) so it
@@ -22,6 +27,7 @@ import copy
 import importlib.util
 import json
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,6 +69,9 @@ class FusedSLMConfig:
     max_rationale_len: int = 128
     max_description_len: int = 128
     cross_attention_heads: int = 6
+    # Dual only: also fuse after each of the text encoder's last N layers (BERT-style encoders),
+    # so its upper pretrained layers mix the rationale into the post; 0 = after the encoder only.
+    inner_fusion_layers: int = 0
     dropout: float = 0.1
     modality_dropout: float = 0.3  # per stream and post, in training only
     num_labels: int = NUM_LABELS
@@ -130,15 +139,21 @@ class CrossAttention(nn.Module):
 
 class DualCrossAttentionFusion(nn.Module):
     """Text attends to the rationale and, separately, to the image stream; each result is
-    gated per token and feature (the text decides how much to take) and added back."""
+    gated per token and feature (the text decides how much to take) and added back.
 
-    def __init__(self, dim: int, heads: int, dropout: float):
+    zero_init (for a fusion inside the encoder, as in Flamingo): each stream also passes a
+    learnt tanh gate that starts at 0, and there is no LayerNorm, so at initialisation the
+    fusion is the identity and the pretrained layers above it see their usual input.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float, zero_init: bool = False):
         super().__init__()
         self.text_to_rationale = CrossAttention(dim, heads, dropout)
         self.text_to_image = CrossAttention(dim, heads, dropout)
         self.rationale_gate = nn.Linear(2 * dim, dim)
         self.image_gate = nn.Linear(2 * dim, dim)
-        self.norm = nn.LayerNorm(dim)
+        self.opening = nn.Parameter(torch.zeros(2)) if zero_init else None
+        self.norm = nn.Identity() if zero_init else nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, h: torch.Tensor, rationale: torch.Tensor, rationale_mask: torch.Tensor,
@@ -147,7 +162,19 @@ class DualCrossAttentionFusion(nn.Module):
         i = self.text_to_image(h, image, image_mask)
         g_r = torch.sigmoid(self.rationale_gate(torch.cat([h, r], dim=-1)))
         g_i = torch.sigmoid(self.image_gate(torch.cat([h, i], dim=-1)))
+        if self.opening is not None:
+            g_r, g_i = g_r * torch.tanh(self.opening[0]), g_i * torch.tanh(self.opening[1])
         return self.norm(h + self.drop(g_r * r) + self.drop(g_i * i))
+
+
+Memories = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # rationale, mask, image, mask
+
+
+def _encoder_layers(encoder: nn.Module) -> nn.ModuleList:
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ValueError(f"inner_fusion_layers needs a BERT-style encoder (.encoder.layer), not {type(encoder).__name__}")
+    return layers
 
 
 class FusedSLM(nn.Module):
@@ -165,10 +192,32 @@ class FusedSLM(nn.Module):
             if config.rationale_encoder == "frozen":
                 self.memory_encoder.requires_grad_(False)
             self.fusion = DualCrossAttentionFusion(dim, config.cross_attention_heads, config.dropout)
+            self._add_inner_fusion(dim)
         if config.use_image_features:
             self.image_proj = nn.Sequential(nn.Linear(config.image_feature_dim, dim), nn.LayerNorm(dim))
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(dim, config.num_labels)
+
+    def _add_inner_fusion(self, dim: int) -> None:
+        """Fusions after the text encoder's last N layers, run by forward hooks on those layers
+        while forward() holds the post's memories (hooks keep any BERT-style encoder usable)."""
+        self._memories: Memories | None = None
+        n = self.config.inner_fusion_layers
+        if not n:
+            return
+        layers = _encoder_layers(self.text_encoder)[-n:]
+        self.inner_fusion = nn.ModuleList(
+            DualCrossAttentionFusion(dim, self.config.cross_attention_heads, self.config.dropout, zero_init=True)
+            for _ in layers)
+        for layer, fusion in zip(layers, self.inner_fusion):
+            layer.register_forward_hook(partial(self._fuse_inside, fusion))
+
+    def _fuse_inside(self, fusion: DualCrossAttentionFusion, _layer: nn.Module, _args: Any, output: Any) -> Any:
+        if self._memories is None:  # the encoder encoding a memory stream itself ("shared")
+            return output
+        if isinstance(output, tuple):
+            return (fusion(output[0], *self._memories), *output[1:])
+        return fusion(output, *self._memories)
 
     def train(self, mode: bool = True) -> FusedSLM:
         super().train(mode)
@@ -219,11 +268,17 @@ class FusedSLM(nn.Module):
         if self.config.fusion == "concat":
             h = self._encode_concat(input_ids, attention_mask, rationale_ids, rationale_mask,
                                     image_desc_ids, image_desc_mask)
+        elif self.config.fusion == "dual_cross_attention":
+            memories = self._memories_of(rationale_ids, rationale_mask, rationale_states, image_desc_ids,
+                                         image_desc_mask, image_desc_states, image_features, image_mask)
+            self._memories = memories if self.config.inner_fusion_layers else None
+            try:
+                h = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            finally:
+                self._memories = None
+            h = self.fusion(h, *memories)
         else:
             h = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        if self.config.fusion == "dual_cross_attention":
-            h = self._fuse(h, rationale_ids, rationale_mask, rationale_states,
-                           image_desc_ids, image_desc_mask, image_desc_states, image_features, image_mask)
         return self.head(self.dropout(h))
 
     @staticmethod
@@ -242,17 +297,17 @@ class FusedSLM(nn.Module):
                 return self.encode_memory(ids, mask)
         return self.encode_memory(ids, mask)
 
-    def _fuse(self, h, rationale_ids, rationale_mask, rationale_states, desc_ids, desc_mask,
-              desc_states, image_features, image_mask) -> torch.Tensor:
+    def _memories_of(self, rationale_ids, rationale_mask, rationale_states, desc_ids, desc_mask,
+                     desc_states, image_features, image_mask) -> Memories:
         rationale = self._memory(rationale_ids, rationale_mask, rationale_states)
         image = self._memory(desc_ids, desc_mask, desc_states)
         if self.config.use_image_features and image_features is not None:
             # The description and the projected image regions form one image memory.
             image = torch.cat([image, self.image_proj(image_features)], dim=1)
             desc_mask = torch.cat([desc_mask, image_mask], dim=1)
-        # Both image sources form one stream, so modality dropout hides them together.
-        return self.fusion(h, rationale, self._drop_modality(rationale_mask),
-                           image, self._drop_modality(desc_mask))
+        # Both image sources form one stream, so modality dropout hides them together; drawn once
+        # per forward, so every fusion point sees the same streams.
+        return rationale, self._drop_modality(rationale_mask), image, self._drop_modality(desc_mask)
 
     def _encode_concat(self, input_ids, attention_mask, rationale_ids, rationale_mask,
                        desc_ids, desc_mask) -> torch.Tensor:

@@ -119,3 +119,43 @@ def test_efficientnet_lite0_features_feed_the_image_branch(tiny):
     m = _variant(model, use_image_features=True)
     tensors, _ = encode_batch(tok, m.config, TEXTS[:1], None, None)
     assert m(**tensors, image_features=feats, image_mask=mask).shape[-1] == NUM_LABELS
+
+
+def _opened_inner_fusion(model):
+    m = _variant(model, inner_fusion_layers=2)
+    for fusion in m.inner_fusion:
+        fusion.opening.data.fill_(1.0)  # as training would open the gates
+    return m
+
+
+def test_inner_fusion_starts_as_the_identity(tiny):
+    """Zero-gated at initialisation: the same weights give the same logits with or without it."""
+    model, tok = tiny
+    inner = _variant(model, inner_fusion_layers=2)
+    top_only = _variant(model)
+    top_only.load_state_dict({k: v for k, v in inner.state_dict().items() if not k.startswith("inner_fusion.")})
+    tensors, _ = encode_batch(tok, inner.config, TEXTS, ["a good guy", "great news"], ["a man", None])
+    assert torch.allclose(inner(**tensors), top_only(**tensors), atol=1e-6)
+
+
+def test_inner_fusion_reads_the_rationale_and_keeps_masking_exact(tiny):
+    model, tok = tiny
+    m = _opened_inner_fusion(model)
+    tensors, _ = encode_batch(tok, m.config, TEXTS, ["a good guy", "great news for the club"], ["a man", None])
+    base = m(**tensors)
+    top_only = _variant(model)
+    top_only.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("inner_fusion.")})
+    assert not torch.allclose(base, top_only(**tensors), atol=1e-4)  # the inner fusion adds something
+    tensors["rationale_mask"][1] = 0
+    masked = m(**tensors)
+    tensors["rationale_ids"][1] = torch.randint(1000, 2000, tensors["rationale_ids"][1].shape)
+    assert torch.allclose(masked, m(**tensors), atol=1e-6)
+
+
+def test_inner_fusion_survives_save_and_load(tiny, tmp_path):
+    model, tok = tiny
+    m = _opened_inner_fusion(model)
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "ckpt", m, tok))
+    tensors, _ = encode_batch(tok, m.config, TEXTS, ["a good guy", "great news"], ["a man", None])
+    assert loaded.config.inner_fusion_layers == 2
+    assert torch.allclose(m(**tensors), loaded(**tensors), atol=1e-6)

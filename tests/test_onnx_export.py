@@ -10,16 +10,27 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lrsa.model import load_checkpoint
+from lrsa.model import load_checkpoint, save_checkpoint, tiny_test_checkpoint
 from lrsa.predict import TENSOR_NAMES, encode_batch
 from lrsa_cli.main import main
 from serving.triton_server import ONNX_MODEL
 
 
+@pytest.fixture(scope="module", params=["top-fusion", "inner-fusion"])
+def checkpoint(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
+    if request.param == "top-fusion":
+        return tiny_checkpoint
+    # Fusion inside the encoder runs from forward hooks: the export must trace them too.
+    model, tokenizer = load_checkpoint(tiny_test_checkpoint(tmp_path_factory.mktemp("inner"), inner_fusion_layers=2))
+    for fusion in model.inner_fusion:
+        fusion.opening.data.fill_(1.0)
+    return save_checkpoint(tmp_path_factory.mktemp("inner-opened"), model, tokenizer)
+
+
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
+def exported(tmp_path_factory: pytest.TempPathFactory, checkpoint: Path) -> Path:
     repo = tmp_path_factory.mktemp("onnx-repo")
-    assert main(["export", "--format", "onnx", "--checkpoint", str(tiny_checkpoint), "--out", str(repo)]) == 0
+    assert main(["export", "--format", "onnx", "--checkpoint", str(checkpoint), "--out", str(repo)]) == 0
     return repo
 
 
@@ -40,8 +51,8 @@ def test_export_writes_a_triton_onnxruntime_entry(exported: Path) -> None:
     ([f"Post number {i} about Sam Hunt at Stagecoach" for i in range(9)], [f"reason {i}" for i in range(9)],
      [f"a long image description number {i} " * 5 for i in range(9)]),
 ])
-def test_onnxruntime_matches_pytorch(exported: Path, tiny_checkpoint: Path, texts, rationales, descriptions) -> None:
-    model, tokenizer = load_checkpoint(tiny_checkpoint)
+def test_onnxruntime_matches_pytorch(exported: Path, checkpoint: Path, texts, rationales, descriptions) -> None:
+    model, tokenizer = load_checkpoint(checkpoint)
     tensors, _ = encode_batch(tokenizer, model.config, texts, rationales, descriptions)
     with torch.inference_mode():
         want = model(**tensors).numpy()
