@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from streaming_helpers import kill_started_workers
 from workers.kafka_stack import KafkaStack, create_topics
 
 
@@ -31,8 +32,9 @@ def kafka_bootstrap(kafka_stack: KafkaStack) -> str:
 
 
 @pytest.fixture
-def kafka_topic(kafka_bootstrap: str) -> Callable[..., str]:
-    """make(prefix, partitions=...) -> a new topic name, created on the broker."""
+def kafka_topic(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
+    """make(prefix, partitions=...) -> a new topic name, created on the broker. Workers the test
+    started are stopped with it, also when it failed."""
     counter = itertools.count()
 
     def make(prefix: str = "t", partitions: int = 1) -> str:
@@ -40,4 +42,5 @@ def kafka_topic(kafka_bootstrap: str) -> Callable[..., str]:
         create_topics(kafka_bootstrap, [name], partitions)
         return name
 
-    return make
+    yield make
+    kill_started_workers()

@@ -138,8 +138,21 @@ def start_worker(bootstrap: str, topics: dict[str, str], group: str, *extra: str
            "--max-image-bytes", str(SMALL_IMAGE_LIMIT), *extra]
     full_env = {**os.environ, "PYTHONPATH": f"{TESTS_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                 "RAY_AUTH_MODE": "disabled", **(env or {})}
-    return subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
                             start_new_session=True)
+    _started.append(proc)
+    return proc
+
+
+_started: list[subprocess.Popen] = []
+
+
+def kill_started_workers() -> None:
+    """A failed test leaves its worker (and its Ray) running: stop it before the next test."""
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            kill_tree(proc.pid)
 
 
 def wait_exit(proc: subprocess.Popen, timeout_s: float, log: Path) -> int:

@@ -20,6 +20,7 @@ def consumer(settings: KafkaClientSettings, *topics: str, group_id: str | None,
         max_partition_fetch_bytes=settings.max_message_bytes,
         fetch_max_bytes=max(settings.max_message_bytes, 50 * 1024 * 1024),
         isolation_level="read_committed" if read_committed else "read_uncommitted",
+        metadata_max_age_ms=settings.metadata_max_age_ms,
         **extra,
     )
 
