@@ -6,10 +6,11 @@
                                    gated sum back into the text stream, LayerNorm ──┘
                                    ──> linear head: sentiment-aware BIO tag per token
 
-With `inner_fusion_layers=N` the same dual cross-attention also runs after each of the text
-encoder's last N layers (zero-gated at initialisation), so the pretrained layers above each
-fusion point mix the rationale into the post as concatenation does, while rationale and image
-stay separate memories.
+With `inner_fusion_layers=N` a dual cross-attention also runs before each of the text encoder's
+last N layers, over the memory encoder's states at that same depth, its projections copied from
+that layer's pretrained self-attention (which already matches a token to its mentions, as it
+does for concatenation) and its gates zero at initialisation; rationale and image stay
+separate memories.
 
 One pass gives JMASA: aspect spans with a sentiment each (see lrsa.labels). A missing rationale
 or image is a fully masked memory: its cross-attention contributes exactly zero, so the model
@@ -69,8 +70,8 @@ class FusedSLMConfig:
     max_rationale_len: int = 128
     max_description_len: int = 128
     cross_attention_heads: int = 6
-    # Dual only: also fuse after each of the text encoder's last N layers (BERT-style encoders),
-    # so its upper pretrained layers mix the rationale into the post; 0 = after the encoder only.
+    # Dual only: also fuse before each of the text encoder's last N layers (BERT-style encoders),
+    # layer-aligned and initialised from that layer's self-attention; 0 = after the encoder only.
     inner_fusion_layers: int = 0
     dropout: float = 0.1
     modality_dropout: float = 0.3  # per stream and post, in training only
@@ -167,7 +168,8 @@ class DualCrossAttentionFusion(nn.Module):
         return self.norm(h + self.drop(g_r * r) + self.drop(g_i * i))
 
 
-Memories = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # rationale, mask, image, mask
+# rationale [B, R, K*D], its mask, image [B, S, K*D], its mask: K depths side by side (see memory_depths)
+Memories = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def _encoder_layers(encoder: nn.Module) -> nn.ModuleList:
@@ -175,6 +177,16 @@ def _encoder_layers(encoder: nn.Module) -> nn.ModuleList:
     if not isinstance(layers, nn.ModuleList):
         raise ValueError(f"inner_fusion_layers needs a BERT-style encoder (.encoder.layer), not {type(encoder).__name__}")
     return layers
+
+
+def _copy_self_attention(cross: CrossAttention, layer: nn.Module) -> None:
+    """Start a cross-attention as the layer's own (BERT-named) self-attention."""
+    attn = layer.attention
+    with torch.no_grad():
+        cross.query.load_state_dict(attn.self.query.state_dict())
+        cross.key_value.weight.copy_(torch.cat([attn.self.key.weight, attn.self.value.weight]))
+        cross.key_value.bias.copy_(torch.cat([attn.self.key.bias, attn.self.value.bias]))
+        cross.out.load_state_dict(attn.output.dense.state_dict())
 
 
 class FusedSLM(nn.Module):
@@ -198,26 +210,39 @@ class FusedSLM(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(dim, config.num_labels)
 
+    @property
+    def memory_depths(self) -> list[int]:
+        """Hidden-state indices of the memory streams: the inputs of the last N encoder layers
+        (one per inner fusion), then the encoder's output (the fusion after it)."""
+        total = self.text_encoder.config.num_hidden_layers
+        return [*range(total - self.config.inner_fusion_layers, total), total]
+
     def _add_inner_fusion(self, dim: int) -> None:
-        """Fusions after the text encoder's last N layers, run by forward hooks on those layers
-        while forward() holds the post's memories (hooks keep any BERT-style encoder usable)."""
+        """Fusions before the text encoder's last N layers, run by forward pre-hooks on those
+        layers while forward() holds the post's memories (hooks keep the HF encoder intact)."""
         self._memories: Memories | None = None
         n = self.config.inner_fusion_layers
         if not n:
             return
         layers = _encoder_layers(self.text_encoder)[-n:]
+        heads = self.text_encoder.config.num_attention_heads
         self.inner_fusion = nn.ModuleList(
-            DualCrossAttentionFusion(dim, self.config.cross_attention_heads, self.config.dropout, zero_init=True)
-            for _ in layers)
-        for layer, fusion in zip(layers, self.inner_fusion):
-            layer.register_forward_hook(partial(self._fuse_inside, fusion))
+            DualCrossAttentionFusion(dim, heads, self.config.dropout, zero_init=True) for _ in layers)
+        for depth, (layer, fusion) in enumerate(zip(layers, self.inner_fusion)):
+            _copy_self_attention(fusion.text_to_rationale, layer)
+            _copy_self_attention(fusion.text_to_image, layer)
+            layer.register_forward_pre_hook(partial(self._fuse_inside, fusion, depth))
 
-    def _fuse_inside(self, fusion: DualCrossAttentionFusion, _layer: nn.Module, _args: Any, output: Any) -> Any:
+    def _depth(self, memory: torch.Tensor, depth: int) -> torch.Tensor:
+        dim = self.head.in_features
+        return memory[..., depth * dim:(depth + 1) * dim]
+
+    def _fuse_inside(self, fusion: DualCrossAttentionFusion, depth: int, _layer: nn.Module, args: tuple) -> tuple:
         if self._memories is None:  # the encoder encoding a memory stream itself ("shared")
-            return output
-        if isinstance(output, tuple):
-            return (fusion(output[0], *self._memories), *output[1:])
-        return fusion(output, *self._memories)
+            return args
+        rationale, rationale_mask, image, image_mask = self._memories
+        hidden = fusion(args[0], self._depth(rationale, depth), rationale_mask, self._depth(image, depth), image_mask)
+        return (hidden, *args[1:])
 
     def train(self, mode: bool = True) -> FusedSLM:
         super().train(mode)
@@ -226,9 +251,13 @@ class FusedSLM(nn.Module):
         return self
 
     def encode_memory(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Token states of a rationale or description [B, S, D] (cacheable when frozen)."""
+        """Token states of a rationale or description at each of memory_depths, side by side
+        [B, S, K*D] (cacheable when frozen)."""
         encoder = self.memory_encoder if self.memory_encoder is not None else self.text_encoder
-        return encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        if not self.config.inner_fusion_layers:
+            return encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        states = encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        return torch.cat([states[i] for i in self.memory_depths], dim=-1)
 
     def _drop_modality(self, mask: torch.Tensor) -> torch.Tensor:
         """Training only: hide the whole stream of a random subset of posts."""
@@ -276,7 +305,9 @@ class FusedSLM(nn.Module):
                 h = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             finally:
                 self._memories = None
-            h = self.fusion(h, *memories)
+            rationale, rationale_mask, image, image_mask = memories
+            last = len(self.memory_depths) - 1
+            h = self.fusion(h, self._depth(rationale, last), rationale_mask, self._depth(image, last), image_mask)
         else:
             h = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.head(self.dropout(h))
@@ -290,7 +321,7 @@ class FusedSLM(nn.Module):
         if states is not None:
             return states
         if ids is None:  # stream absent for the whole batch: one masked dummy slot
-            dim = self.head.in_features
+            dim = self.head.in_features * len(self.memory_depths)
             return torch.zeros(mask.shape[0], mask.shape[1], dim, device=mask.device)
         if self.config.rationale_encoder == "frozen":
             with torch.no_grad():
@@ -303,7 +334,8 @@ class FusedSLM(nn.Module):
         image = self._memory(desc_ids, desc_mask, desc_states)
         if self.config.use_image_features and image_features is not None:
             # The description and the projected image regions form one image memory.
-            image = torch.cat([image, self.image_proj(image_features)], dim=1)
+            regions = self.image_proj(image_features).repeat(1, 1, len(self.memory_depths))  # same at each depth
+            image = torch.cat([image, regions], dim=1)
             desc_mask = torch.cat([desc_mask, image_mask], dim=1)
         # Both image sources form one stream, so modality dropout hides them together; drawn once
         # per forward, so every fusion point sees the same streams.

@@ -159,3 +159,16 @@ def test_inner_fusion_survives_save_and_load(tiny, tmp_path):
     tensors, _ = encode_batch(tok, m.config, TEXTS, ["a good guy", "great news"], ["a man", None])
     assert loaded.config.inner_fusion_layers == 2
     assert torch.allclose(m(**tensors), loaded(**tensors), atol=1e-6)
+
+
+def test_inner_fusion_starts_from_the_layers_own_attention(tiny):
+    """Layer-aligned: the cross-attention before a layer starts as that layer's self-attention."""
+    model, _ = tiny
+    m = _variant(model, inner_fusion_layers=1)
+    layer = m.text_encoder.encoder.layer[-1]
+    x = torch.randn(2, 5, m.head.in_features)
+    context, _ = layer.attention.self(x)
+    want = layer.attention.output.dense(context)
+    for cross in (m.inner_fusion[0].text_to_rationale, m.inner_fusion[0].text_to_image):
+        assert torch.allclose(cross(x, x, torch.ones(2, 5)), want, atol=1e-5)
+    assert m.memory_depths == [1, 2]  # the last layer's input, then the encoder's output

@@ -170,7 +170,9 @@ class MemoryCache:
 
         from lrsa.predict import encode_stream
 
-        key = hashlib.sha1(json.dumps([model.config.text_encoder, max_len, texts]).encode()).hexdigest()
+        depths = model.memory_depths
+        spec = [model.config.text_encoder, max_len, texts] + ([depths] if len(depths) > 1 else [])
+        key = hashlib.sha1(json.dumps(spec).encode()).hexdigest()
         path = Path(cache_dir) / f"memory-{key[:16]}.pt" if cache_dir else None
         if path and path.exists():
             log.info("memory states from %s", path)
