@@ -298,19 +298,23 @@ class FusedSLM(nn.Module):
             h = self._encode_concat(input_ids, attention_mask, rationale_ids, rationale_mask,
                                     image_desc_ids, image_desc_mask)
         elif self.config.fusion == "dual_cross_attention":
-            memories = self._memories_of(rationale_ids, rationale_mask, rationale_states, image_desc_ids,
-                                         image_desc_mask, image_desc_states, image_features, image_mask)
-            self._memories = memories if self.config.inner_fusion_layers else None
-            try:
-                h = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            finally:
-                self._memories = None
-            rationale, rationale_mask, image, image_mask = memories
-            last = len(self.memory_depths) - 1
-            h = self.fusion(h, self._depth(rationale, last), rationale_mask, self._depth(image, last), image_mask)
+            h = self._encode_dual(input_ids, attention_mask, self._memories_of(
+                rationale_ids, rationale_mask, rationale_states, image_desc_ids, image_desc_mask,
+                image_desc_states, image_features, image_mask))
         else:
             h = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.head(self.dropout(h))
+
+    def _encode_dual(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, memories: Memories) -> torch.Tensor:
+        """The text encoder (its inner fusions' hooks read `memories`), then the fusion after it."""
+        self._memories = memories if self.config.inner_fusion_layers else None
+        try:
+            h = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        finally:
+            self._memories = None
+        rationale, rationale_mask, image, image_mask = memories
+        top = len(self.memory_depths) - 1
+        return self.fusion(h, self._depth(rationale, top), rationale_mask, self._depth(image, top), image_mask)
 
     @staticmethod
     def _stream_mask(mask: torch.Tensor | None, batch: int, like: torch.Tensor) -> torch.Tensor:
