@@ -23,7 +23,6 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "dual-masked": ("dual, reasons with aspect terms masked", {"rationale_source": "reasons_masked"}),
     "dual-shared": ("dual, memory streams encoded by the (fine-tuned) text encoder", {"rationale_encoder": "shared"}),
     "dual-inner3": ("dual, also fused before the text encoder's last 3 layers", {"inner_fusion_layers": 3}),
-    "dual-inner6": ("dual, also fused before every layer of the text encoder", {"inner_fusion_layers": 6}),
     "concat": ("concat (reasons + description)", {"fusion": "concat"}),
     "text-only": ("text only", {"fusion": "text_only", "no_rationale": True, "no_description": True}),
 }
