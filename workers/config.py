@@ -20,8 +20,7 @@ MAX_MESSAGE_BYTES = 20 * 1024 * 1024
 class KafkaClientSettings(LrsaSettings):
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated")
     max_message_bytes: int = Field(MAX_MESSAGE_BYTES, description="largest message the clients send or fetch (bytes)")
-    # kafka-python's default is 5 min: a group that joined before its topic's metadata arrived
-    # sat with no partitions that long (seen on a loaded machine).
+    # kafka-python's default is 5 min; new topics and added partitions should be picked up sooner.
     metadata_max_age_ms: int = Field(10_000, ge=1000, description="how often consumers refresh topic metadata: "
                                      "how soon they see a new topic or added partitions")
 
