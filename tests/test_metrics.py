@@ -71,16 +71,18 @@ def test_counters_move_during_a_run(kafka_bootstrap, kafka_topic, tmp_path) -> N
     worker = start_worker(kafka_bootstrap, topics, "metrics", "--rationale-enabled", "--rationale-processor",
                           ECHO_STAGE, "--batch-size", "20", "--metrics-port", str(port),
                           "--rationale-pool-max", "2", log=log,
-                          env={"LRSA_TEST_STAGE_DELAY_S": "0.004"})  # ~16 s of work for one actor
+                          env={"LRSA_TEST_STAGE_DELAY_S": "0.008"})  # ~32 s of work for one actor
     try:
         wait_for(lambda: total(scrape_or_empty(port), "lrsa_posts_emitted_total") > 0, 90, what="first results")
         first = scrape(port)
         wait_for(lambda: total(scrape(port), "lrsa_posts_emitted_total") > total(first, "lrsa_posts_emitted_total"),
                  30, what="emitted counter to move")
         second = scrape(port)
-        # The stage's queue stays full: the pool grows from min 1 to max 2 after 5 s.
+        # The stage's slots stay (nearly) all in use: the pool grows from min 1 to max 2 after 5 s.
         wait_for(lambda: total(scrape(port), "lrsa_actor_pool_size", stage="rationale") == 2, 30,
                  what="the rationale pool to grow")
+        shares = [v for (n, _), v in scrape(port).items() if n == "lrsa_stage_slot_occupancy"]
+        assert shares and all(0.0 <= v <= 1.0 for v in shares)
     finally:
         worker.send_signal(signal.SIGTERM)
         assert wait_exit(worker, 60, log) == 0

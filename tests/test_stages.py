@@ -55,3 +55,33 @@ def test_flags_override_env_override_defaults(monkeypatch) -> None:
     s = settings_from_args(WorkerSettings, parser.parse_args(["--group-id", "from-flag", "--exactly-once"]))
     assert (s.group_id, s.batch_size, s.exactly_once, s.max_text_chars) == ("from-flag", 7, True, 10_000)
     assert [name for name, *_ in s.model_copy(update={"score_enabled": True}).stage_settings()] == ["score"]
+
+
+def test_occupancy_is_averaged_over_the_window_not_sampled() -> None:
+    from workers.pipeline import OccupancyWindow
+
+    # A saturated stage as the driver sees it: 4 slots, in use 90 % of the time, but a new batch
+    # lags its predecessor's end, so every other point sample would show a free slot.
+    window, busy, t = OccupancyWindow(5.0), 0.0, 0.0
+    shares = []
+    while t < 7.0:
+        shares.append(window.add(t, busy, capacity=4))
+        busy += 4 * 0.5 * 0.9
+        t += 0.5
+    assert shares[0] is None and window.full()
+    assert abs(shares[-1] - 0.9) < 1e-9
+    window.clear()
+    assert not window.full() and window.add(t, busy, 4) is None
+    # Half the slots in use: below the 0.75 at which a pool grows.
+    assert abs(window.add(t + 5, busy + 10.0, 4) - 0.5) < 1e-9
+
+
+def test_the_window_forgets_load_older_than_its_span() -> None:
+    from workers.pipeline import OccupancyWindow
+
+    window = OccupancyWindow(5.0)
+    window.add(0.0, 0.0, 2)
+    window.add(5.0, 10.0, 2)    # 5 s fully in use
+    for t in (6.0, 8.0, 10.0):  # then idle
+        share = window.add(t, 10.0, 2)
+    assert share == 0.0 and window.full()

@@ -90,6 +90,8 @@ class IngestWorker:
         self._last_lag = 0.0
         self._lag: dict[TopicPartition, int] = {}
         self._last_record = time.monotonic()
+        self._busy_slot_s = [0.0] * len(self.stages)  # per stage: in-flight batches integrated over time
+        self._busy_slot_at = time.monotonic()
         self.first_record_at: float | None = None  # wall clock, for throughput measurements
         self.last_commit_at: float | None = None
         self.consumed = 0
@@ -131,7 +133,8 @@ class IngestWorker:
                 "busy": bool(self._pending or self._batches or self._unacked or self.tracker.pending),
                 "lag": sum(self._lag.values()), "consumed": self.consumed,
                 "first_record_at": self.first_record_at, "last_commit_at": self.last_commit_at,
-                "inflight": {st.stage: self._inflight(i) for i, st in enumerate(self.stages)}}
+                "inflight": {st.stage: self._inflight(i) for i, st in enumerate(self.stages)},
+                "busy_slot_s": {st.stage: self._busy_slot_s[i] for i, st in enumerate(self.stages)}}
 
     def set_stage_actors(self, stage: str, actors: list) -> None:
         for pool in self.stages:
@@ -141,6 +144,7 @@ class IngestWorker:
     # ---- the loop ----------------------------------------------------------------------------
 
     def _step(self) -> None:
+        self._integrate_busy_slots()
         busy = bool(self._batches or self._pending)
         records = self.consumer.poll(timeout_ms=5 if busy else 100, max_records=self.s.poll_max_records)
         start = time.perf_counter()
@@ -197,6 +201,14 @@ class IngestWorker:
 
     def _inflight(self, stage: int) -> int:
         return sum(1 for b in self._batches if b.stage == stage)
+
+    def _integrate_busy_slots(self) -> None:
+        """Batch-seconds in flight per stage: the driver grows a pool on their average over a window,
+        which a point sample (often caught between a batch's end and its successor) cannot give."""
+        now = time.monotonic()
+        for i in range(len(self.stages)):
+            self._busy_slot_s[i] += self._inflight(i) * (now - self._busy_slot_at)  # unchanged since last step
+        self._busy_slot_at = now
 
     def _submit_pending(self) -> None:
         while self._pending and self._inflight(0) < self.s.max_inflight_batches:

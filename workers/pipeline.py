@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from workers.config import WorkerSettings
@@ -31,9 +32,10 @@ def init_ray(s: WorkerSettings) -> None:
 
 
 class Pools:
-    """The stage actor pools, grown from min to max while their in-flight queue stays full."""
+    """The stage actor pools, grown from min to max while their in-flight slots stay mostly in use."""
 
-    GROW_AFTER_S = 5.0
+    GROW_AFTER_S = 5.0  # the look-back window
+    GROW_AT = 0.75      # average share of the stage's in-flight slots in use over that window
 
     def __init__(self, s: WorkerSettings) -> None:
         from workers.stages import start_pool
@@ -42,7 +44,8 @@ class Pools:
         self.metrics_host = s.metrics_host if s.stage_metrics else None
         self.actors = {name: start_pool(name, path, lo, cpus, gpus, self.metrics_host)
                        for name, (path, lo, hi, gpus, cpus) in self.specs.items()}
-        self._full_since: dict[str, float] = {}
+        self.occupancy: dict[str, float] = {}
+        self._windows: dict[str, OccupancyWindow] = {}
 
     def log_metrics_ports(self) -> None:
         import ray
@@ -55,22 +58,53 @@ class Pools:
     def handles(self) -> dict[str, list]:
         return {k: list(v) for k, v in self.actors.items()}
 
-    def maybe_grow(self, inflight: dict[str, int], capacity: int) -> str | None:
-        """Add one actor to a stage whose queues have been full for GROW_AFTER_S; returns its name."""
+    def maybe_grow(self, busy_slot_s: dict[str, float], capacity: int) -> str | None:
+        """Add one actor to a stage whose slots were >= GROW_AT in use over the last GROW_AFTER_S.
+
+        `busy_slot_s` is each stage's in-flight batches integrated over time (summed over the ingest
+        actors), `capacity` the slots they have; returns the grown stage's name."""
         from workers.stages import new_actor
 
         now = time.monotonic()
+        grown = None
         for name, (path, lo, hi, gpus, cpus) in self.specs.items():
-            if inflight.get(name, 0) < capacity:
-                self._full_since.pop(name, None)
+            window = self._windows.setdefault(name, OccupancyWindow(self.GROW_AFTER_S))
+            share = window.add(now, busy_slot_s.get(name, 0.0), capacity)
+            if share is None:
                 continue
-            since = self._full_since.setdefault(name, now)
-            if now - since >= self.GROW_AFTER_S and len(self.actors[name]) < hi:
+            self.occupancy[name] = share
+            if grown is None and window.full() and share >= self.GROW_AT and len(self.actors[name]) < hi:
                 self.actors[name].append(new_actor(name, path, cpus, gpus, self.metrics_host))
-                self._full_since.pop(name)
-                log.info("stage %s full for %.0fs: pool grown to %d", name, self.GROW_AFTER_S, len(self.actors[name]))
-                return name
-        return None
+                window.clear()  # judge the grown pool on its own window
+                log.info("stage %s slots %.0f%% in use over %.0fs: pool grown to %d", name,
+                         100 * share, self.GROW_AFTER_S, len(self.actors[name]))
+                grown = name
+        return grown
+
+
+class OccupancyWindow:
+    """The average share of in-flight slots in use over the last `span_s`, from samples of a running
+    integral (slot-seconds), so a sample caught between one batch and the next does not reset it."""
+
+    def __init__(self, span_s: float) -> None:
+        self.span_s = span_s
+        self._samples: deque[tuple[float, float]] = deque()
+
+    def add(self, now: float, busy_slot_s: float, capacity: int) -> float | None:
+        self._samples.append((now, busy_slot_s))
+        while len(self._samples) > 1 and now - self._samples[1][0] >= self.span_s:
+            self._samples.popleft()  # keep the newest sample that is at least a span old
+        (t0, v0), (t1, v1) = self._samples[0], self._samples[-1]
+        if t1 <= t0 or capacity <= 0:
+            return None
+        return min(1.0, max(0.0, (v1 - v0) / (t1 - t0) / capacity))
+
+    def full(self) -> bool:
+        """The samples span the whole window."""
+        return len(self._samples) > 1 and self._samples[-1][0] - self._samples[0][0] >= self.span_s
+
+    def clear(self) -> None:
+        self._samples.clear()
 
 
 class Pipeline:
@@ -126,12 +160,14 @@ class Pipeline:
                 continue
             self._collect_metrics()
             self.statuses = ray.get([a.status.remote() for a in self.actors])
-            for name, _ in pools.actors.items():
-                self.metrics.set("lrsa_actor_pool_size", len(pools.actors[name]), stage=name)
-            grown = pools.maybe_grow(self._inflight(), self.s.max_inflight_batches * len(self.actors))
+            grown = pools.maybe_grow(self._busy_slot_s(), self.s.max_inflight_batches * len(self.actors))
             if grown:
                 for a in self.actors:
                     a.set_stage_actors.remote(grown, pools.actors[grown])
+            for name, actors in pools.actors.items():
+                self.metrics.set("lrsa_actor_pool_size", len(actors), stage=name)
+                if name in pools.occupancy:
+                    self.metrics.set("lrsa_stage_slot_occupancy", pools.occupancy[name], stage=name)
             idle_since = self._idle_since(idle_since)
             if self.stop_requested.is_set() or (idle_since is not None
                                                 and time.monotonic() - idle_since >= self.s.exit_when_idle):
@@ -140,11 +176,11 @@ class Pipeline:
                 stopping = True
         return 0
 
-    def _inflight(self) -> dict[str, int]:
-        total: dict[str, int] = {}
+    def _busy_slot_s(self) -> dict[str, float]:
+        total: dict[str, float] = {}
         for st in self.statuses:
-            for stage, n in st["inflight"].items():
-                total[stage] = total.get(stage, 0) + n
+            for stage, v in st["busy_slot_s"].items():
+                total[stage] = total.get(stage, 0.0) + v
         return total
 
     def _idle_since(self, since: float | None) -> float | None:
