@@ -18,9 +18,10 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka import AsyncConsumerRebalanceListener, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from lrsa.schemas import DeadLetter, ErrorInfo, Result, SourceRef
@@ -58,15 +59,22 @@ class Unacked:
     value: bytes
 
 
-class _Rebalance(ConsumerRebalanceListener):
+class _Rebalance(AsyncConsumerRebalanceListener):
+    """kafka-python 3 calls the listener on its IO thread (while the loop thread waits in poll()),
+    where a blocking consumer call raises: hence async, so the revoke commit can be awaited."""
+
     def __init__(self, worker: "IngestWorker") -> None:
         self.worker = worker
 
-    def on_partitions_revoked(self, revoked):
+    async def on_partitions_revoked(self, revoked):
         if revoked:
-            self.worker.on_revoked(list(revoked))
+            await self.worker.on_revoked(list(revoked))
 
-    def on_partitions_assigned(self, assigned):
+    async def on_partitions_lost(self, lost):
+        if lost:
+            self.worker.on_lost(list(lost))
+
+    async def on_partitions_assigned(self, assigned):
         log.info("ingest %d assigned %s", self.worker.index, sorted((tp.topic, tp.partition) for tp in assigned))
 
 
@@ -353,7 +361,8 @@ class IngestWorker:
                 for u in failed:
                     self._send(u.topic, u.key, u.value, u.tp, u.offset)
 
-    def _commit(self) -> None:
+    def _commit(self, commit_offsets: Callable[[dict], Any] | None = None) -> None:
+        """Commit what is acknowledged; `commit_offsets` replaces the blocking consumer.commit."""
         self._last_commit = time.monotonic()
         self._barrier = False
         self._settle_sends()
@@ -366,7 +375,7 @@ class IngestWorker:
                 self._in_txn = False
                 self.metrics.inc("lrsa_commits_total", mode="transaction")
         elif offsets:
-            self.consumer.commit(offsets)
+            (commit_offsets or self.consumer.commit)(offsets)
             self.metrics.inc("lrsa_commits_total", mode="offsets")
         if offsets:
             self.tracker.committed({tp: o.offset for tp, o in offsets.items()})
@@ -385,37 +394,56 @@ class IngestWorker:
                 time.sleep(0.002)
         return True
 
-    def _hand_over(self) -> None:
+    def _hand_over(self, timeout_s: float | None = None, commit_offsets: Callable[[dict], Any] | None = None) -> None:
         """Before stopping or losing partitions: finish in-flight work and commit; if a stage is
-        still failing after drain_timeout_s, commit only what is done and drop the rest, which the
-        next owner of the partitions (or a restart) fetches again from the committed offsets."""
-        if self._drain(timeout_s=self.s.drain_timeout_s):
-            self._commit()
+        still failing after the timeout (drain_timeout_s), commit only what is done and drop the
+        rest, which the next owner of the partitions (or a restart) fetches again from the
+        committed offsets."""
+        timeout_s = self.s.drain_timeout_s if timeout_s is None else timeout_s
+        if self._drain(timeout_s=timeout_s):
+            self._commit(commit_offsets)
             return
         log.warning("ingest %d: %d batches still in flight after %ss; leaving them uncommitted",
-                    self.index, len(self._batches), self.s.drain_timeout_s)
+                    self.index, len(self._batches), timeout_s)
         if self.s.exactly_once:
             if self._in_txn:  # its outputs may run ahead of the committable offsets
                 self.producer.abort_transaction()
                 self._in_txn = False
                 self._unacked = []
         else:
-            self._commit()
+            self._commit(commit_offsets)
         for b in self._batches:
             if b.ref is not None:
                 self.stages[b.stage].release(b.actor)
         self._batches, self._pending = [], []
 
-    def on_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Before another member takes these partitions: finish and commit what we have."""
+    async def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Before another member takes these partitions: finish and commit what we have.
+
+        Runs on the consumer's IO thread, whose heartbeats wait meanwhile: the drain gets half a
+        session timeout (the rest is redone by the next owner), and the commit is sent without
+        blocking and then awaited."""
         log.info("ingest %d losing %s; draining and committing", self.index,
                  sorted((tp.topic, tp.partition) for tp in revoked))
+        sent = []
         try:
-            self._hand_over()
+            self._hand_over(timeout_s=min(self.s.drain_timeout_s, self.s.session_timeout_ms / 2000),
+                            commit_offsets=lambda offsets: sent.append(self.consumer.commit_async(offsets)))
+            for future in sent:
+                await future
         except Exception:  # the group moved on: at-least-once redelivers what was not committed
             log.exception("commit on revoke failed")
-        self.tracker.revoke(revoked)
-        for tp in revoked:
+        self._forget(revoked)
+
+    def on_lost(self, lost: list[TopicPartition]) -> None:
+        """Evicted from the group: the partitions are someone else's, and a commit would be refused.
+        Work in flight still emits (duplicates, at-least-once); its offsets are no longer tracked."""
+        log.warning("ingest %d lost %s without a hand-over", self.index, sorted((tp.topic, tp.partition) for tp in lost))
+        self._forget(lost)
+
+    def _forget(self, tps: list[TopicPartition]) -> None:
+        self.tracker.revoke(tps)
+        for tp in tps:
             self._lag.pop(tp, None)
 
     def _report_lag(self) -> None:
