@@ -21,7 +21,6 @@ from workers.ingest import IngestWorker
 def test_a_joining_member_starts_where_the_worker_handed_over(kafka_bootstrap, kafka_topic, exactly_once) -> None:
     data = make_dataset(300, 20, seed=11)
     topics = {"in": kafka_topic("rb-in", 2), "out": kafka_topic("rb-out", 1), "dlq": kafka_topic("rb-dlq", 1)}
-    produce(kafka_bootstrap, topics["in"], data.values)
     group = f"rebalance-{time.monotonic_ns()}"
     # No periodic commit in the test's time: only the hand-over can commit.
     settings = WorkerSettings(bootstrap_servers=kafka_bootstrap, input_topic=topics["in"], output_topic=topics["out"],
@@ -32,8 +31,13 @@ def test_a_joining_member_starts_where_the_worker_handed_over(kafka_bootstrap, k
     thread.start()
     joiner = None
     try:
+        wait_for(lambda: worker.rebalance_started is None and getattr(worker, "consumer", None)
+                 and worker.consumer.assignment(), 60,
+                 what="the worker to be assigned its partitions")
+        # the dropped-join workaround reads these; a kafka-python that renames them needs a look
+        assert hasattr(worker.consumer._coordinator, "_join_task") and hasattr(worker.consumer._coordinator, "request_rejoin")
+        produce(kafka_bootstrap, topics["in"], data.values)
         wait_for(lambda: worker.consumed == len(data.values), 60, what="the worker to consume every post")
-        assert committed_offsets(kafka_bootstrap, group, topics["in"]).get(0, -1) in (-1, None)
 
         joiner = KafkaConsumer(topics["in"], bootstrap_servers=kafka_bootstrap, group_id=group,
                                isolation_level="read_committed" if exactly_once else "read_uncommitted",
@@ -58,3 +62,44 @@ def test_a_joining_member_starts_where_the_worker_handed_over(kafka_bootstrap, k
     assert redelivered == []
     outputs = read_all(kafka_bootstrap, topics["out"], exactly_once) + read_all(kafka_bootstrap, topics["dlq"], exactly_once)
     assert len(outputs) == len(data.values)
+
+
+class _Coordinator:
+    """The two pieces of kafka-python 3.0.12's coordinator state the workaround reads."""
+
+    def __init__(self, join_done: bool) -> None:
+        self._join_task = type("Task", (), {"is_done": join_done})()
+        self.rejoin_requested = False
+
+    def need_rejoin(self) -> bool:
+        return self.rejoin_requested
+
+    def request_rejoin(self) -> None:
+        self.rejoin_requested = True
+
+
+class _Consumer:
+    def __init__(self, coordinator: _Coordinator) -> None:
+        self._coordinator = coordinator
+        self.calls: list[str] = []
+
+    def unsubscribe(self) -> None:
+        self.calls.append("unsubscribe")
+
+    def subscribe(self, topics, listener=None) -> None:
+        self.calls.append("subscribe")
+
+
+@pytest.mark.parametrize("join_done, waited_s, want", [
+    (True, 0.0, "request_rejoin"),   # the client dropped a finished join: rejoin at once
+    (False, 1.0, None),              # a join still under way: wait
+    (False, 13.0, "resubscribe"),    # two session timeouts (6 s) without an assignment
+])
+def test_a_dropped_join_is_repaired(join_done, waited_s, want) -> None:
+    worker = IngestWorker(WorkerSettings(session_timeout_ms=6000), index=0)
+    worker.consumer = _Consumer(_Coordinator(join_done))
+    worker.rebalance_started = time.monotonic() - waited_s
+    worker._rejoin_if_stuck()
+    got = ("request_rejoin" if worker.consumer._coordinator.rejoin_requested
+           else "resubscribe" if worker.consumer.calls == ["unsubscribe", "subscribe"] else None)
+    assert got == want

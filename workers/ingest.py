@@ -67,6 +67,7 @@ class _Rebalance(AsyncConsumerRebalanceListener):
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked):
+        self.worker.rebalance_started = time.monotonic()
         if revoked:
             await self.worker.on_revoked(list(revoked))
 
@@ -75,6 +76,7 @@ class _Rebalance(AsyncConsumerRebalanceListener):
             self.worker.on_lost(list(lost))
 
     async def on_partitions_assigned(self, assigned):
+        self.worker.rebalance_started = None
         log.info("ingest %d assigned %s", self.worker.index, sorted((tp.topic, tp.partition) for tp in assigned))
 
 
@@ -87,6 +89,7 @@ class IngestWorker:
         self.metrics = MetricsBuffer()
         self.tracker = OffsetTracker()
         self._stop = threading.Event()
+        self.rebalance_started: float | None = None  # set by the listener: a rebalance is under way
         self._pending: list[WorkItem] = []        # valid posts waiting to fill a batch
         self._pending_since = 0.0
         self._batches: list[Batch] = []           # submitted or waiting to retry
@@ -119,7 +122,8 @@ class IngestWorker:
                                           max_poll_records=s.poll_max_records,
                                           session_timeout_ms=s.session_timeout_ms,
                                           heartbeat_interval_ms=min(3000, s.session_timeout_ms // 4))
-        self.consumer.subscribe([s.input_topic], listener=_Rebalance(self))
+        self._await_input_partitions()
+        self._subscribe()
         log.info("ingest %d consuming %s as group %s (%s)", self.index, s.input_topic, s.group_id,
                  "exactly-once" if s.exactly_once else "at-least-once")
         try:
@@ -131,6 +135,42 @@ class IngestWorker:
             self.producer.close()
         log.info("ingest %d stopped after %d posts", self.index, self.consumed)
         return self.status()
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe([self.s.input_topic], listener=_Rebalance(self))
+
+    def _rejoin_if_stuck(self) -> None:
+        """kafka-python 3.0.12 can lose a rebalance: when poll()'s timeout ends its wait for a join
+        that a metadata change triggered, the next poll() no longer sees a rejoin as needed and
+        never applies the finished join's result, so the member sits without partitions. Seen
+        after nearly every start. Where the client's internals show that state, ask for a rejoin
+        at once; otherwise, after two session timeouts without an assignment, leave and rejoin."""
+        since = self.rebalance_started
+        if since is None:
+            return
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        join = getattr(coordinator, "_join_task", None)
+        if join is not None and getattr(join, "is_done", False) and not coordinator.need_rejoin():
+            log.info("ingest %d: the client dropped a finished join; rejoining", self.index)
+            self.metrics.inc("lrsa_rejoins_total", kind="dropped_join")
+            coordinator.request_rejoin()
+        elif time.monotonic() - since >= 2 * self.s.session_timeout_ms / 1000:
+            log.warning("ingest %d: rebalance unfinished after %.0fs; leaving and rejoining the group",
+                        self.index, time.monotonic() - since)
+            self.metrics.inc("lrsa_rejoins_total", kind="timeout")
+            self.rebalance_started = None
+            self.consumer.unsubscribe()
+            self._subscribe()
+
+    def _await_input_partitions(self) -> None:
+        """Join the group only once the input topic's partitions are known: a member that joins
+        before was seen to get an empty assignment that no metadata refresh repaired."""
+        waited = 0.0
+        while not self._stop.is_set() and not self.consumer.partitions_for_topic(self.s.input_topic):
+            if waited % 10 == 0:
+                log.warning("ingest %d: input topic %s has no partitions yet; waiting", self.index, self.s.input_topic)
+            time.sleep(0.5)
+            waited += 0.5
 
     def stop(self) -> None:
         """Graceful: stop fetching, finish in-flight work, commit, close (from any thread)."""
@@ -152,6 +192,7 @@ class IngestWorker:
     # ---- the loop ----------------------------------------------------------------------------
 
     def _step(self) -> None:
+        self._rejoin_if_stuck()
         self._integrate_busy_slots()
         busy = bool(self._batches or self._pending)
         records = self.consumer.poll(timeout_ms=5 if busy else 100, max_records=self.s.poll_max_records)

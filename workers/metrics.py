@@ -32,6 +32,7 @@ SPECS: dict[str, tuple[str, str, tuple[str, ...], tuple[float, ...] | None]] = {
     "lrsa_uncommitted_posts": ("gauge", "Posts consumed whose offsets are not committed yet", ("actor",), None),
     "lrsa_partitions_paused": ("gauge", "Partitions paused by backpressure", ("actor",), None),
     "lrsa_consumer_lag": ("gauge", "Log end offset minus committed offset", ("topic", "partition"), None),
+    "lrsa_rejoins_total": ("counter", "Group rejoins forced after a rebalance that did not finish", ("kind",), None),
     "lrsa_actor_pool_size": ("gauge", "Actors in each pool", ("stage",), None),
     "lrsa_stage_slot_occupancy": ("gauge", "Share of a stage's in-flight batch slots in use, averaged over "
                                   "the pool-growth window (grows at 0.75)", ("stage",), None),
