@@ -37,6 +37,23 @@ def test_broker_and_controller_never_share_a_port(tmp_path) -> None:
         KafkaStack(tmp_path / "j", port=19092, controller_port=19092)
 
 
+def test_a_cluster_id_starting_with_a_dash_formats(tmp_path) -> None:
+    """One random cluster id in 64 starts with "-"; CI once failed on one ("expected one argument")."""
+    import base64
+    import uuid
+
+    from workers.kafka_stack import _server_properties
+
+    cluster_id = next(c for c in (base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+                                  for _ in range(10_000)) if c.startswith("-"))
+    stack = KafkaStack(tmp_path / "k", port=0)
+    stack.dir.mkdir(parents=True)
+    props = stack.dir / "server.properties"
+    props.write_text(_server_properties(stack.dir, stack.port, stack.controller_port))
+    stack._format(props, cluster_id)
+    assert f"cluster.id={cluster_id}" in (stack.dir / "logs" / "meta.properties").read_text()
+
+
 @pytest.mark.slow
 def test_restart_keeps_data(tmp_path) -> None:
     stack = KafkaStack(tmp_path / "k", port=0, heap="256m")

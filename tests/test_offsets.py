@@ -62,3 +62,20 @@ def test_tracker_reports_each_advance_once_and_forgets_revoked() -> None:
     t.done("b", 0)  # late ack of a revoked partition: ignored
     assert "b" not in t.to_commit()
     assert t.pending == 3
+
+
+def test_restart_points_cover_what_is_not_committed() -> None:
+    from workers.offsets import OffsetTracker
+
+    t = OffsetTracker()
+    for off in range(10, 20):
+        t.add("a", off)
+        t.add("b", off)
+        t.add("c", off)
+    for off in range(10, 20):
+        t.done("a", off)          # a: all done and committed
+        t.done("c", off)          # c: all done, not committed (an aborted transaction)
+    for off in range(10, 14):
+        t.done("b", off)          # b: 10-13 done and committed, 14-19 in flight
+    t.committed({"a": 20, "b": 14})
+    assert t.restart_points(["a", "b", "c", "unknown"]) == {"b": 14, "c": 10}

@@ -103,3 +103,50 @@ def test_a_dropped_join_is_repaired(join_done, waited_s, want) -> None:
     got = ("request_rejoin" if worker.consumer._coordinator.rejoin_requested
            else "resubscribe" if worker.consumer.calls == ["unsubscribe", "subscribe"] else None)
     assert got == want
+
+
+@pytest.mark.kafka
+@pytest.mark.ray
+def test_work_dropped_at_a_hand_over_is_read_again(kafka_bootstrap, kafka_topic, monkeypatch) -> None:
+    """A slow stage outlasts the revoke's drain (half a session timeout): the worker drops that
+    work uncommitted. The partition it gets back keeps the client's fetch position, past the
+    dropped records; the worker must read them again, so every good post still gets a result."""
+    import ray
+
+    from streaming_helpers import ECHO_STAGE, TESTS_DIR, ids_of
+    from workers.stages import start_pool
+
+    data = make_dataset(120, 0, seed=12)
+    topics = {"in": kafka_topic("rw-in", 2), "out": kafka_topic("rw-out", 1), "dlq": kafka_topic("rw-dlq", 1)}
+    group = f"rewind-{time.monotonic_ns()}"
+    monkeypatch.setenv("LRSA_TEST_STAGE_DELAY_S", "0.25")  # a batch of 8 takes 2 s; the drain gets 3 s
+    monkeypatch.setenv("PYTHONPATH", f"{TESTS_DIR}:{__import__('os').environ.get('PYTHONPATH', '')}")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False)
+    try:
+        settings = WorkerSettings(bootstrap_servers=kafka_bootstrap, input_topic=topics["in"],
+                                  output_topic=topics["out"], dlq_topic=topics["dlq"], group_id=group,
+                                  session_timeout_ms=6000, rationale_enabled=True, rationale_processor=ECHO_STAGE,
+                                  batch_size=8, max_inflight_batches=4)
+        pools = {"rationale": start_pool("rationale", ECHO_STAGE, 1, 0.5, 0.0)}
+        worker = IngestWorker(settings, index=0, pools=pools)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: worker.rebalance_started is None and getattr(worker, "consumer", None)
+                     and worker.consumer.assignment(), 60, what="the worker to be assigned its partitions")
+            produce(kafka_bootstrap, topics["in"], data.values)
+            wait_for(lambda: worker.consumed > 0, 30, what="the worker to start consuming")
+            # A member joins and leaves at once: two rebalances while the stage is busy.
+            joiner = KafkaConsumer(topics["in"], bootstrap_servers=kafka_bootstrap, group_id=group,
+                                   enable_auto_commit=False, session_timeout_ms=6000)
+            deadline = time.monotonic() + 60
+            while not joiner.assignment() and time.monotonic() < deadline:
+                joiner.poll(timeout_ms=200)
+            joiner.close(autocommit=False)
+            wait_for(lambda: set(ids_of(read_all(kafka_bootstrap, topics["out"]))) >= data.good_ids, 150,
+                     every_s=2, what="a result for every post")
+        finally:
+            worker.stop()
+            thread.join(60)
+    finally:
+        ray.shutdown()

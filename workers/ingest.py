@@ -77,6 +77,7 @@ class _Rebalance(AsyncConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned):
         self.worker.rebalance_started = None
+        self.worker.rewind(assigned)
         log.info("ingest %d assigned %s", self.worker.index, sorted((tp.topic, tp.partition) for tp in assigned))
 
 
@@ -90,6 +91,7 @@ class IngestWorker:
         self.tracker = OffsetTracker()
         self._stop = threading.Event()
         self.rebalance_started: float | None = None  # set by the listener: a rebalance is under way
+        self._restart_points: dict[TopicPartition, int] = {}  # revoked with work dropped
         self._pending: list[WorkItem] = []        # valid posts waiting to fill a batch
         self._pending_since = 0.0
         self._batches: list[Batch] = []           # submitted or waiting to retry
@@ -474,7 +476,18 @@ class IngestWorker:
                 await future
         except Exception:  # the group moved on: at-least-once redelivers what was not committed
             log.exception("commit on revoke failed")
+        self._restart_points = self.tracker.restart_points(revoked)
         self._forget(revoked)
+
+    def rewind(self, assigned) -> None:
+        """A partition handed back to this member keeps the client's fetch position, which is past
+        the work the hand-over dropped: read it again from the restart point."""
+        for tp in assigned:
+            if tp in self._restart_points:
+                log.info("ingest %d: re-reading %s from offset %d", self.index, (tp.topic, tp.partition),
+                         self._restart_points[tp])
+                self.consumer.seek(tp, self._restart_points[tp])
+        self._restart_points = {}
 
     def on_lost(self, lost: list[TopicPartition]) -> None:
         """Evicted from the group: the partitions are someone else's, and a commit would be refused.

@@ -149,9 +149,12 @@ class KafkaStack:
         self._wait_ready(proc, timeout_s)
         return self.bootstrap
 
-    def _format(self, props: Path) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        done = subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
+    def _format(self, props: Path, cluster_id: str | None = None) -> None:
+        # URL-safe base64 may start with "-" (1 in 64): hence --cluster-id=ID, which argparse
+        # cannot mistake for an option.
+        cluster_id = cluster_id or base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        done = subprocess.run(self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                                         "-c", str(props)),
                               capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"formatting Kafka storage failed ({done.returncode}): "

@@ -18,12 +18,15 @@ class PartitionOffsets:
         self._order: deque[int] = deque()
         self._done: dict[int, bool] = {}
         self.committable: int | None = None  # next offset to read after a restart
+        self.first: int | None = None        # the first offset seen
 
     def add(self, offset: int) -> None:
         if offset in self._done:
             return  # re-fetched after a seek: still the same unit of work
         self._order.append(offset)
         self._done[offset] = False
+        if self.first is None:
+            self.first = offset
 
     def done(self, offset: int) -> None:
         if offset in self._done:
@@ -66,6 +69,20 @@ class OffsetTracker:
 
     def last_committed(self, tp: Hashable, default: int) -> int:
         return self._committed.get(tp, default)
+
+    def restart_points(self, tps) -> dict[Hashable, int]:
+        """Where to read these partitions again if their uncommitted work is dropped (or, in a
+        transaction, aborted): the last commit, else the first offset seen. Partitions committed
+        up to their last record are left out."""
+        out = {}
+        for tp in tps:
+            part = self._parts.get(tp)
+            if part is None or part.first is None:
+                continue
+            committed = self._committed.get(tp)
+            if part.pending or (part.committable or 0) > (committed if committed is not None else -1):
+                out[tp] = committed if committed is not None else part.first
+        return out
 
     def revoke(self, tps) -> None:
         """Forget partitions handed to another group member; their uncommitted work is redone there."""
