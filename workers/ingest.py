@@ -17,8 +17,8 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import AsyncConsumerRebalanceListener, TopicPartition
@@ -144,9 +144,10 @@ class IngestWorker:
     def _rejoin_if_stuck(self) -> None:
         """kafka-python 3.0.12 can lose a rebalance: when poll()'s timeout ends its wait for a join
         that a metadata change triggered, the next poll() no longer sees a rejoin as needed and
-        never applies the finished join's result, so the member sits without partitions. Seen
-        after nearly every start. Where the client's internals show that state, ask for a rejoin
-        at once; otherwise, after two session timeouts without an assignment, leave and rejoin."""
+        never applies the finished join's result, so the member sits without partitions (such a
+        join follows nearly every start). Where the client's internals show that state, ask for a
+        rejoin at once; otherwise, after two session timeouts without an assignment, leave and
+        rejoin."""
         since = self.rebalance_started
         if since is None:
             return
@@ -166,7 +167,8 @@ class IngestWorker:
 
     def _await_input_partitions(self) -> None:
         """Join the group only once the input topic's partitions are known: a member that joins
-        before was seen to get an empty assignment that no metadata refresh repaired."""
+        before gets an empty first assignment and depends on the metadata-triggered rejoin that
+        kafka-python can drop (see _rejoin_if_stuck)."""
         waited = 0.0
         while not self._stop.is_set() and not self.consumer.partitions_for_topic(self.s.input_topic):
             if waited % 10 == 0:
