@@ -1,5 +1,5 @@
-"""Metrics: actor buffers reach the driver's /metrics; counters move during a real run; the alert
-rules and the dashboard only name metrics that exist."""
+"""Metrics: actor buffers reach the driver's /metrics; counters move and the pool grows and
+shrinks during a real run; the alert rules and the dashboard only name metrics that exist."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def test_counters_move_during_a_run(kafka_bootstrap, kafka_topic, tmp_path) -> N
     port, log = free_port(), tmp_path / "worker.log"
     worker = start_worker(kafka_bootstrap, topics, "metrics", "--rationale-enabled", "--rationale-processor",
                           ECHO_STAGE, "--batch-size", "20", "--metrics-port", str(port),
-                          "--rationale-pool-max", "2", log=log,
+                          "--rationale-pool-max", "2", "--pool-shrink-after-s", "5", log=log,
                           env={"LRSA_TEST_STAGE_DELAY_S": "0.008"})  # ~32 s of work for one actor
     try:
         wait_for(lambda: total(scrape_or_empty(port), "lrsa_posts_emitted_total") > 0, 90, what="first results")
@@ -83,6 +83,9 @@ def test_counters_move_during_a_run(kafka_bootstrap, kafka_topic, tmp_path) -> N
                  what="the rationale pool to grow")
         shares = [v for (n, _), v in scrape(port).items() if n == "lrsa_stage_slot_occupancy"]
         assert shares and all(0.0 <= v <= 1.0 for v in shares)
+        # Once the input is done the slots stay idle: after 5 s the pool is back at its min.
+        wait_for(lambda: total(scrape(port), "lrsa_actor_pool_size", stage="rationale") == 1, 120,
+                 what="the rationale pool to shrink")
     finally:
         worker.send_signal(signal.SIGTERM)
         assert wait_exit(worker, 60, log) == 0

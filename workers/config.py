@@ -57,7 +57,7 @@ class WorkerSettings(KafkaClientSettings):
     rationale_processor: str = Field("workers.rationale_stage:RationaleProcessor",
                                      description="dotted path module:Class of the rationale StageProcessor")
     rationale_pool_min: int = Field(1, ge=1, description="rationale actors started")
-    rationale_pool_max: int = Field(1, ge=1, description="rationale actors at most (grown while its queue stays full)")
+    rationale_pool_max: int = Field(1, ge=1, description="rationale actors at most (grown while its slots stay busy)")
     rationale_num_gpus: float = Field(0.0, ge=0, description="GPUs per rationale actor (0: no GPU is asked of Ray)")
     rationale_num_cpus: float = Field(1.0, ge=0, description="Ray CPUs per rationale actor")
 
@@ -65,9 +65,14 @@ class WorkerSettings(KafkaClientSettings):
     score_processor: str = Field("workers.scorer_stage:ScoreProcessor",
                                  description="dotted path module:Class of the score StageProcessor")
     score_pool_min: int = Field(1, ge=1, description="score actors started")
-    score_pool_max: int = Field(1, ge=1, description="score actors at most (grown while its queue stays full)")
+    score_pool_max: int = Field(1, ge=1, description="score actors at most (grown while its slots stay busy)")
     score_num_gpus: float = Field(0.0, ge=0, description="GPUs per score actor (0: no GPU is asked of Ray)")
     score_num_cpus: float = Field(0.5, ge=0, description="Ray CPUs per score actor")
+
+    pool_grow_after_s: float = Field(5.0, gt=0, description="a stage pool below its max gains an actor once "
+                                     "75% of its in-flight slots were in use over this long")
+    pool_shrink_after_s: float = Field(60.0, gt=0, description="a stage pool above its min loses an actor once "
+                                       "at most 25% of its in-flight slots were in use over this long")
 
     max_text_chars: int = Field(10_000, ge=1, description="longer post text is dead-lettered (text_too_long)")
     max_image_bytes: int = Field(10 * 1024 * 1024, ge=1, description="larger decoded images are dead-lettered (image_too_large)")

@@ -32,10 +32,11 @@ def init_ray(s: WorkerSettings) -> None:
 
 
 class Pools:
-    """The stage actor pools, grown from min to max while their in-flight slots stay mostly in use."""
+    """The stage actor pools, between min and max actors: one more while a stage's in-flight slots
+    stay mostly in use, one fewer while they stay mostly idle."""
 
-    GROW_AFTER_S = 5.0  # the look-back window
-    GROW_AT = 0.75      # average share of the stage's in-flight slots in use over that window
+    GROW_AT = 0.75    # average share of the stage's in-flight slots in use over the grow window
+    SHRINK_AT = 0.25  # ... and at most this over the (longer) shrink window
 
     def __init__(self, s: WorkerSettings) -> None:
         from workers.stages import start_pool
@@ -45,7 +46,8 @@ class Pools:
         self.actors = {name: start_pool(name, path, lo, cpus, gpus, self.metrics_host)
                        for name, (path, lo, hi, gpus, cpus) in self.specs.items()}
         self.occupancy: dict[str, float] = {}
-        self._windows: dict[str, OccupancyWindow] = {}
+        self.grow_after_s, self.shrink_after_s = s.pool_grow_after_s, s.pool_shrink_after_s
+        self._windows: dict[str, tuple[OccupancyWindow, OccupancyWindow]] = {}
 
     def log_metrics_ports(self) -> None:
         import ray
@@ -58,28 +60,40 @@ class Pools:
     def handles(self) -> dict[str, list]:
         return {k: list(v) for k, v in self.actors.items()}
 
-    def maybe_grow(self, busy_slot_s: dict[str, float], capacity: int) -> str | None:
-        """Add one actor to a stage whose slots were >= GROW_AT in use over the last GROW_AFTER_S.
+    def rescale(self, busy_slot_s: dict[str, float], capacity: int) -> str | None:
+        """Grow or shrink at most one stage by one actor; returns its name.
 
         `busy_slot_s` is each stage's in-flight batches integrated over time (summed over the ingest
-        actors), `capacity` the slots they have; returns the grown stage's name."""
+        actors), `capacity` the slots they have. A removed actor finishes the batches it holds:
+        Ray ends it once the ingest actors drop their handles to it and its queue is empty."""
         from workers.stages import new_actor
 
         now = time.monotonic()
-        grown = None
+        changed = None
         for name, (path, lo, hi, gpus, cpus) in self.specs.items():
-            window = self._windows.setdefault(name, OccupancyWindow(self.GROW_AFTER_S))
-            share = window.add(now, busy_slot_s.get(name, 0.0), capacity)
+            grow, shrink = self._windows.setdefault(
+                name, (OccupancyWindow(self.grow_after_s), OccupancyWindow(self.shrink_after_s)))
+            share = grow.add(now, busy_slot_s.get(name, 0.0), capacity)
+            idle_share = shrink.add(now, busy_slot_s.get(name, 0.0), capacity)
             if share is None:
                 continue
             self.occupancy[name] = share
-            if grown is None and window.full() and share >= self.GROW_AT and len(self.actors[name]) < hi:
-                self.actors[name].append(new_actor(name, path, cpus, gpus, self.metrics_host))
-                window.clear()  # judge the grown pool on its own window
-                log.info("stage %s slots %.0f%% in use over %.0fs: pool grown to %d", name,
-                         100 * share, self.GROW_AFTER_S, len(self.actors[name]))
-                grown = name
-        return grown
+            if changed is not None:
+                continue
+            pool = self.actors[name]
+            if grow.full() and share >= self.GROW_AT and len(pool) < hi:
+                pool.append(new_actor(name, path, cpus, gpus, self.metrics_host))
+                verb, over = "grown", self.grow_after_s
+            elif shrink.full() and idle_share is not None and idle_share <= self.SHRINK_AT and len(pool) > lo:
+                pool.pop()
+                verb, over, share = "shrunk", self.shrink_after_s, idle_share
+            else:
+                continue
+            grow.clear()  # judge the new pool size on its own windows
+            shrink.clear()
+            log.info("stage %s slots %.0f%% in use over %.0fs: pool %s to %d", name, 100 * share, over, verb, len(pool))
+            changed = name
+        return changed
 
 
 class OccupancyWindow:
@@ -160,10 +174,10 @@ class Pipeline:
                 continue
             self._collect_metrics()
             self.statuses = ray.get([a.status.remote() for a in self.actors])
-            grown = pools.maybe_grow(self._busy_slot_s(), self.s.max_inflight_batches * len(self.actors))
-            if grown:
+            changed = pools.rescale(self._busy_slot_s(), self.s.max_inflight_batches * len(self.actors))
+            if changed:
                 for a in self.actors:
-                    a.set_stage_actors.remote(grown, pools.actors[grown])
+                    a.set_stage_actors.remote(changed, pools.actors[changed])
             for name, actors in pools.actors.items():
                 self.metrics.set("lrsa_actor_pool_size", len(actors), stage=name)
                 if name in pools.occupancy:
