@@ -85,3 +85,32 @@ def test_the_window_forgets_load_older_than_its_span() -> None:
     for t in (6.0, 8.0, 10.0):  # then idle
         share = window.add(t, 10.0, 2)
     assert share == 0.0 and window.full()
+
+
+def test_pools_grow_when_busy_and_shrink_when_idle_within_bounds(monkeypatch) -> None:
+    """The driver's scaling decisions, with actor creation replaced (the metrics test runs real actors)."""
+    import workers.stages
+    from workers.pipeline import Pools
+
+    made = iter(range(100))
+    monkeypatch.setattr(workers.stages, "new_actor", lambda *a, **k: next(made))
+    monkeypatch.setattr(workers.stages, "start_pool", lambda stage, path, size, *a, **k: [next(made) for _ in range(size)])
+    clock = [0.0]
+    monkeypatch.setattr("workers.pipeline.time.monotonic", lambda: clock[0])
+    s = WorkerSettings(rationale_enabled=True, rationale_pool_min=1, rationale_pool_max=2,
+                       pool_grow_after_s=5, pool_shrink_after_s=20)
+    pools, busy, changes = Pools(s), 0.0, []
+
+    def run(seconds: int, in_use: float) -> None:
+        nonlocal busy
+        for _ in range(seconds):
+            changes.append((clock[0], pools.rescale({"rationale": busy}, capacity=4), len(pools.actors["rationale"])))
+            clock[0] += 1.0
+            busy += 4 * in_use
+
+    run(30, 0.9)   # saturated: grows once after 5 s, then stays at max 2
+    run(60, 0.1)   # idle: shrinks once after 20 s, then stays at min 1
+    grown = [(t, n) for t, c, n in changes if c]
+    # at 47 s the last 20 s held 3 s at 0.9 and 17 s at 0.1: (2.7 + 1.7) / 20 = 0.22 <= 0.25
+    assert grown == [(5.0, 2), (47.0, 1)]
+    assert max(n for *_, n in changes) == 2 and changes[-1][2] == 1
