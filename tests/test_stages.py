@@ -96,7 +96,6 @@ def test_pools_grow_when_busy_and_shrink_when_idle_within_bounds(monkeypatch) ->
     monkeypatch.setattr(workers.stages, "new_actor", lambda *a, **k: next(made))
     monkeypatch.setattr(workers.stages, "start_pool", lambda stage, path, size, *a, **k: [next(made) for _ in range(size)])
     clock = [0.0]
-    monkeypatch.setattr("workers.pipeline.time.monotonic", lambda: clock[0])
     s = WorkerSettings(rationale_enabled=True, rationale_pool_min=1, rationale_pool_max=2,
                        pool_grow_after_s=5, pool_shrink_after_s=20)
     pools, busy, changes = Pools(s), 0.0, []
@@ -104,7 +103,7 @@ def test_pools_grow_when_busy_and_shrink_when_idle_within_bounds(monkeypatch) ->
     def run(seconds: int, in_use: float) -> None:
         nonlocal busy
         for _ in range(seconds):
-            changes.append((clock[0], pools.rescale({"rationale": busy}, capacity=4), len(pools.actors["rationale"])))
+            changes.append((clock[0], pools.rescale({"rationale": busy}, capacity=4, now=clock[0]), len(pools.actors["rationale"])))
             clock[0] += 1.0
             busy += 4 * in_use
 

@@ -60,7 +60,7 @@ class Pools:
     def handles(self) -> dict[str, list]:
         return {k: list(v) for k, v in self.actors.items()}
 
-    def rescale(self, busy_slot_s: dict[str, float], capacity: int) -> str | None:
+    def rescale(self, busy_slot_s: dict[str, float], capacity: int, now: float | None = None) -> str | None:
         """Grow or shrink at most one stage by one actor; returns its name.
 
         `busy_slot_s` is each stage's in-flight batches integrated over time (summed over the ingest
@@ -68,7 +68,7 @@ class Pools:
         Ray ends it once the ingest actors drop their handles to it and its queue is empty."""
         from workers.stages import new_actor
 
-        now = time.monotonic()
+        now = time.monotonic() if now is None else now
         changed = None
         for name, (path, lo, hi, gpus, cpus) in self.specs.items():
             grow, shrink = self._windows.setdefault(
