@@ -64,8 +64,8 @@ class Pools:
         """Grow or shrink at most one stage by one actor; returns its name.
 
         `busy_slot_s` is each stage's in-flight batches integrated over time (summed over the ingest
-        actors), `capacity` the slots they have. A removed actor finishes the batches it holds:
-        Ray ends it once the ingest actors drop their handles to it and its queue is empty."""
+        actors), `capacity` the slots they have. Ray ends a removed actor once the ingest actors
+        drop their handles to it; a batch it still held then is retried like any actor failure."""
         from workers.stages import new_actor
 
         now = time.monotonic() if now is None else now
