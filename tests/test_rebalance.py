@@ -5,6 +5,7 @@ stages: posts pass straight through)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -120,7 +121,7 @@ def test_work_dropped_at_a_hand_over_is_read_again(kafka_bootstrap, kafka_topic,
     topics = {"in": kafka_topic("rw-in", 2), "out": kafka_topic("rw-out", 1), "dlq": kafka_topic("rw-dlq", 1)}
     group = f"rewind-{time.monotonic_ns()}"
     monkeypatch.setenv("LRSA_TEST_STAGE_DELAY_S", "0.25")  # a batch of 8 takes 2 s; the drain gets 3 s
-    monkeypatch.setenv("PYTHONPATH", f"{TESTS_DIR}:{__import__('os').environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("PYTHONPATH", f"{TESTS_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False)
     try:
         settings = WorkerSettings(bootstrap_servers=kafka_bootstrap, input_topic=topics["in"],

@@ -185,7 +185,6 @@ class IngestWorker:
                 "busy": bool(self._pending or self._batches or self._unacked or self.tracker.pending),
                 "lag": sum(self._lag.values()), "consumed": self.consumed,
                 "first_record_at": self.first_record_at, "last_commit_at": self.last_commit_at,
-                "inflight": {st.stage: self._inflight(i) for i, st in enumerate(self.stages)},
                 "busy_slot_s": {st.stage: self._busy_slot_s[i] for i, st in enumerate(self.stages)}}
 
     def set_stage_actors(self, stage: str, actors: list) -> None:
