@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -132,7 +134,7 @@ def test_inner_fusion_starts_as_the_identity(tiny):
     """Zero-gated at initialisation: the same weights give the same logits with or without it."""
     model, tok = tiny
     inner = _variant(model, inner_fusion_layers=2)
-    top_only = _variant(model)
+    top_only = _variant(model, inner_fusion_layers=0)
     top_only.load_state_dict({k: v for k, v in inner.state_dict().items() if not k.startswith("inner_fusion.")})
     tensors, _ = encode_batch(tok, inner.config, TEXTS, ["a good guy", "great news"], ["a man", None])
     assert torch.allclose(inner(**tensors), top_only(**tensors), atol=1e-6)
@@ -143,7 +145,7 @@ def test_inner_fusion_reads_the_rationale_and_keeps_masking_exact(tiny):
     m = _opened_inner_fusion(model)
     tensors, _ = encode_batch(tok, m.config, TEXTS, ["a good guy", "great news for the club"], ["a man", None])
     base = m(**tensors)
-    top_only = _variant(model)
+    top_only = _variant(model, inner_fusion_layers=0)
     top_only.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("inner_fusion.")})
     assert not torch.allclose(base, top_only(**tensors), atol=1e-4)  # the inner fusion adds something
     tensors["rationale_mask"][1] = 0
@@ -172,3 +174,18 @@ def test_inner_fusion_starts_from_the_layers_own_attention(tiny):
     for cross in (m.inner_fusion[0].text_to_rationale, m.inner_fusion[0].text_to_image):
         assert torch.allclose(cross(x, x, torch.ones(2, 5)), want, atol=1e-5)
     assert m.memory_depths == [1, 2]  # the last layer's input, then the encoder's output
+
+
+def test_config_without_inner_fusion_key_loads_as_top_only(tiny):
+    """Checkpoints written before inner fusion existed keep loading as the model they were."""
+    model, _ = tiny
+    data = json.loads(model.config.to_json())
+    del data["inner_fusion_layers"]
+    assert FusedSLMConfig.from_json(json.dumps(data)).inner_fusion_layers == 0
+    assert FusedSLMConfig().inner_fusion_layers == 3  # while new models fuse inside by default
+
+
+def test_more_inner_fusions_than_layers_is_a_clear_error(tiny):
+    model, _ = tiny
+    with pytest.raises(ValueError, match="inner_fusion_layers=3 exceeds the text encoder's 2 layers"):
+        _variant(model, inner_fusion_layers=3)

@@ -130,3 +130,8 @@ def test_ablation_table_reports_mean_std_and_n(tmp_path):
     assert [(r["variant"], len(r["runs"])) for r in rows] == [("dual", 2)]
     line = markdown_table(rows).splitlines()[-1]
     assert "| 2 | 62.0 ± 2.8 | 80.0 ± 0.0 | 70.0 ± 0.0 | 1/2 | 10 |" in line
+
+
+def test_ablations_reject_an_unknown_variant(capsys):
+    assert _run_cli(["ablations", "--variants", "dual,dual-inner9", "--report-only"]) == 2
+    assert "unknown variant(s) dual-inner9" in capsys.readouterr().err

@@ -15,17 +15,35 @@ from training.settings import AblationSettings, TrainSettings
 
 log = logging.getLogger(__name__)
 
-# slug -> (table label, TrainSettings fields that differ from the default model)
+# slug -> (table label, TrainSettings fields that differ from the default model). The default
+# dual model fuses inside the encoder's last 3 layers as well as after it.
 VARIANTS: dict[str, tuple[str, dict]] = {
     "dual": ("dual cross-attn (reasons + description)", {}),
     "dual-no-rationale": ("dual, description only (no text rationale)", {"no_rationale": True}),
     "dual-no-description": ("dual, no image description", {"no_description": True}),
     "dual-masked": ("dual, reasons with aspect terms masked", {"rationale_source": "reasons_masked"}),
-    "dual-shared": ("dual, memory streams encoded by the (fine-tuned) text encoder", {"rationale_encoder": "shared"}),
-    "dual-inner3": ("dual, also fused before the text encoder's last 3 layers", {"inner_fusion_layers": 3}),
     "concat": ("concat (reasons + description)", {"fusion": "concat"}),
     "text-only": ("text only", {"fusion": "text_only", "no_rationale": True, "no_description": True}),
 }
+# Earlier model: fused after the encoder only. Runnable by name, not part of "all".
+TOP_ONLY: dict[str, tuple[str, dict]] = {
+    "dual-top": ("dual, fused after the encoder only", {"inner_fusion_layers": 0}),
+    "dual-top-no-rationale": ("dual, after the encoder only, description only",
+                              {"inner_fusion_layers": 0, "no_rationale": True}),
+    "dual-top-masked": ("dual, after the encoder only, reasons masked",
+                        {"inner_fusion_layers": 0, "rationale_source": "reasons_masked"}),
+    "dual-top-shared": ("dual, after the encoder only, memory through the fine-tuned text encoder",
+                        {"inner_fusion_layers": 0, "rationale_encoder": "shared"}),
+}
+ALL_VARIANTS = {**VARIANTS, **TOP_ONLY}
+
+
+def selected_variants(spec: str) -> list[str]:
+    names = list(VARIANTS) if spec == "all" else spec.split(",")
+    unknown = [n for n in names if n not in ALL_VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(ALL_VARIANTS)}")
+    return names
 
 
 def run_dir(root: Path, dataset: str, variant: str, seed: int) -> Path:
@@ -35,7 +53,7 @@ def run_dir(root: Path, dataset: str, variant: str, seed: int) -> Path:
 def run_ablations(s: AblationSettings) -> list[dict]:
     from training.train import train
 
-    variants = list(VARIANTS) if s.variants == "all" else s.variants.split(",")
+    variants = selected_variants(s.variants)
     seeds = [int(x) for x in s.seeds.split(",")]
     for dataset in [] if s.report_only else s.datasets.split(","):
         for variant in variants:
@@ -46,7 +64,7 @@ def run_ablations(s: AblationSettings) -> list[dict]:
                 log.info("ablation run: %s / %s / seed %d -> %s", dataset, variant, seed, out)
                 train(TrainSettings(data_dir=s.data_dir, dataset=dataset, out=out, seed=seed, epochs=s.epochs,
                                     max_minutes=s.max_minutes, threads=s.threads, limit=s.limit,
-                                    **VARIANTS[variant][1]))
+                                    **ALL_VARIANTS[variant][1]))
     rows = collect(s.out)
     table = markdown_table(rows)
     print(table)
@@ -58,7 +76,7 @@ def run_ablations(s: AblationSettings) -> list[dict]:
 def collect(root: Path) -> list[dict]:
     """One row per (dataset, variant) with the dev scores of every finished seed."""
     rows = []
-    for variant in VARIANTS:
+    for variant in ALL_VARIANTS:
         for dataset_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []:
             runs = [json.loads(m.read_text()) for m in sorted((dataset_dir / variant).glob("seed*/metrics.json"))]
             if runs:
@@ -75,11 +93,11 @@ def _mean_std(values: list[float]) -> str:
 def markdown_table(rows: list[dict]) -> str:
     lines = ["| dataset | variant | n seeds | JMASA F1 | MATE F1 | MASC acc | best epoch | train+eval min |",
              "|---|---|---|---|---|---|---|---|"]
-    for row in sorted(rows, key=lambda r: (r["dataset"], list(VARIANTS).index(r["variant"]))):
+    for row in sorted(rows, key=lambda r: (r["dataset"], list(ALL_VARIANTS).index(r["variant"]))):
         runs = row["runs"]
         get = lambda task, key: [r["dev"][task][key] for r in runs]  # noqa: E731
         minutes = statistics.mean(r["train_seconds_total"] for r in runs) / 60
-        lines.append(f"| {row['dataset']} | {VARIANTS[row['variant']][0]} | {len(runs)} | {_mean_std(get('jmasa', 'f1'))} | "
+        lines.append(f"| {row['dataset']} | {ALL_VARIANTS[row['variant']][0]} | {len(runs)} | {_mean_std(get('jmasa', 'f1'))} | "
                      f"{_mean_std(get('mate', 'f1'))} | {_mean_std(get('masc', 'accuracy'))} | "
                      f"{'/'.join(str(r['best_epoch']) for r in runs)} | {minutes:.0f} |")
     return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from lrsa.settings import add_settings_flags, settings_from_args
 
@@ -48,7 +49,13 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _ablations(args: argparse.Namespace) -> int:
-    from training.ablations import AblationSettings, run_ablations
+    from training.ablations import AblationSettings, run_ablations, selected_variants
 
-    run_ablations(settings_from_args(AblationSettings, args))
+    settings = settings_from_args(AblationSettings, args)
+    try:
+        selected_variants(settings.variants)
+    except ValueError as e:
+        print(f"lrsa ablations: {e}", file=sys.stderr)
+        return 2
+    run_ablations(settings)
     return 0

@@ -58,8 +58,9 @@ class TrainSettings(DataSettings):
         "dual_cross_attention", description="how rationale and description join the text")
     rationale_encoder: Literal["shared", "separate", "frozen"] = Field(
         "frozen", description="encoder of the rationale/description streams")
-    inner_fusion_layers: int = Field(0, ge=0, description="dual only: also fuse the rationale and image "
-                                     "streams before each of the text encoder's last N layers")
+    inner_fusion_layers: int = Field(3, ge=0, description="dual only: also fuse the rationale and image "
+                                     "streams before each of the text encoder's last N layers "
+                                     "(0: after the encoder only)")
     epochs: int = Field(8, description="maximum epochs")
     lr: float = Field(1e-4, description="peak learning rate of the pretrained encoder")
     new_layer_lr_scale: float = Field(5.0, description="learning-rate multiplier of the freshly "
