@@ -26,7 +26,7 @@ from lrsa.settings import LrsaSettings, data_dir_field
 
 log = logging.getLogger(__name__)
 
-REAL_CHECKPOINT_CACHE = Path(tempfile.gettempdir()) / "lrsa-bench" / "minilm-untrained-head"
+BENCH_CACHE = Path(tempfile.gettempdir()) / "lrsa-bench"
 
 
 class BenchScorerSettings(LrsaSettings):
@@ -48,16 +48,17 @@ class BenchScorerSettings(LrsaSettings):
     dtype: str = Field("float32", description="dtype of the in-process model: float32 | bfloat16")
 
 
-def real_checkpoint(path: Path = REAL_CHECKPOINT_CACHE) -> Path:
-    """The pretrained all-MiniLM-L6-v2 encoders with a randomly initialised head: throughput
-    does not depend on the head's training."""
+def real_checkpoint(cache: Path = BENCH_CACHE) -> Path:
+    """The default model's pretrained all-MiniLM-L6-v2 encoders with randomly initialised fusion
+    and head: throughput does not depend on their training."""
     from transformers import AutoTokenizer
 
     from lrsa.model import FusedSLM, FusedSLMConfig, save_checkpoint
 
+    config = FusedSLMConfig()
+    path = cache / f"minilm-untrained-head-inner{config.inner_fusion_layers}"  # one per architecture
     if not (path / "config.json").exists():
         log.info("building a real-weights checkpoint at %s", path)
-        config = FusedSLMConfig()
         save_checkpoint(path, FusedSLM(config, pretrained=True), AutoTokenizer.from_pretrained(config.text_encoder))
     return path
 
