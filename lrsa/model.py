@@ -6,11 +6,11 @@
                                    gated sum back into the text stream, LayerNorm ──┘
                                    ──> linear head: sentiment-aware BIO tag per token
 
-With `inner_fusion_layers=N` (3 by default) a dual cross-attention also runs before each of the text encoder's
-last N layers, over the memory encoder's states at that same depth, its projections copied from
-that layer's pretrained self-attention (which already matches a token to its mentions, as it
-does for concatenation) and its gates zero at initialisation; rationale and image stay
-separate memories.
+With `inner_fusion_layers=N` (3 by default) a dual cross-attention also runs before each of the
+text encoder's last N layers, over the memory encoder's states at that same depth, its
+projections copied from that layer's pretrained self-attention (which already matches a token to
+its mentions, as it does for concatenation) and its gates zero at initialisation; rationale and
+image stay separate memories.
 
 One pass gives JMASA: aspect spans with a sentiment each (see lrsa.labels). A missing rationale
 or image is a fully masked memory: its cross-attention contributes exactly zero, so the model
@@ -72,7 +72,7 @@ class FusedSLMConfig:
     cross_attention_heads: int = 6
     # Dual only: also fuse before each of the text encoder's last N layers (BERT-style encoders),
     # layer-aligned and initialised from that layer's self-attention; 0 = after the encoder only.
-    # 3 measured best (docs/model.md: +1.7 JMASA F1 on T15, +1.0 on T17 over 0).
+    # 3 measured best (docs/model.md: +1.7 JMASA F1 on T15, +0.9 on T17 over 0).
     inner_fusion_layers: int = 3
     dropout: float = 0.1
     modality_dropout: float = 0.3  # per stream and post, in training only

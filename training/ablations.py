@@ -23,7 +23,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "dual-no-description": ("dual, no image description", {"no_description": True}),
     "dual-masked": ("dual, reasons with aspect terms masked", {"rationale_source": "reasons_masked"}),
     "concat": ("concat (reasons + description)", {"fusion": "concat"}),
-    "concat-masked": ("concat, reasons with aspect terms masked", {"fusion": "concat", "rationale_source": "reasons_masked"}),
+    "concat-masked": ("concat, reasons with aspect terms masked",
+                      {"fusion": "concat", "rationale_source": "reasons_masked"}),
     "text-only": ("text only", {"fusion": "text_only", "no_rationale": True, "no_description": True}),
 }
 # Earlier model: fused after the encoder only. Runnable by name, not part of "all".
