@@ -11,7 +11,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S = TypeVar("S", bound=BaseSettings)
@@ -38,10 +38,17 @@ def env_name(cls: type[BaseSettings], name: str) -> str:
     return alias if isinstance(alias, str) else f"{cls.model_config.get('env_prefix', '')}{name.upper()}"
 
 
+class SettingsError(ValueError):
+    """Flags or env vars that do not validate; the `lrsa` command reports it and exits 2."""
+
+
 def settings_from_args(cls: type[S], args: argparse.Namespace, **extra: Any) -> S:
     """Build `cls` from env + the flags the user actually gave (argparse defaults are None)."""
     given = {k: v for k, v in vars(args).items() if v is not None and k in cls.model_fields}
-    return cls(**{**given, **extra})
+    try:
+        return cls(**{**given, **extra})
+    except ValidationError as e:
+        raise SettingsError(f"invalid settings: {e}") from None
 
 
 def field_help(cls: type[BaseSettings], name: str) -> str:

@@ -8,6 +8,8 @@ import importlib
 import logging
 import sys
 
+from lrsa.settings import SettingsError
+
 # Modules exposing `register(sub, bench)`; sub/bench are argparse subparser groups.
 COMMAND_MODULES = [
     "lrsa.cli",                  # schemas
@@ -54,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("kafka").setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
+    except SettingsError as e:  # say what was wrong with the flags or env vars, no traceback
+        print(f"lrsa {args.command}: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -133,5 +133,7 @@ def test_ablation_table_reports_mean_std_and_n(tmp_path):
 
 
 def test_ablations_reject_an_unknown_variant(capsys):
-    assert _run_cli(["ablations", "--variants", "dual,dual-inner9", "--report-only"]) == 2
+    from lrsa_cli.main import main
+
+    assert main(["ablations", "--variants", "dual,dual-inner9", "--report-only"]) == 2
     assert "unknown variant(s) dual-inner9" in capsys.readouterr().err

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from lrsa.settings import add_settings_flags, settings_from_args
 
@@ -49,13 +48,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _ablations(args: argparse.Namespace) -> int:
-    from training.ablations import AblationSettings, run_ablations, selected_variants
+    from training.ablations import AblationSettings, run_ablations
 
-    settings = settings_from_args(AblationSettings, args)
-    try:
-        selected_variants(settings.variants)
-    except ValueError as e:
-        print(f"lrsa ablations: {e}", file=sys.stderr)
-        return 2
-    run_ablations(settings)
+    run_ablations(settings_from_args(AblationSettings, args))
     return 0

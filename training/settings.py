@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pydantic_settings import SettingsConfigDict
 
@@ -98,6 +98,16 @@ class AblationSettings(LrsaSettings):
     limit: int | None = Field(None, description="use only the first N posts of each split (smoke tests)")
     table: Path | None = Field(None, description="also write the markdown table to this file")
     report_only: bool = Field(False, description="train nothing: only tabulate the finished runs")
+
+    @field_validator("variants")
+    @classmethod
+    def _known_variants(cls, spec: str) -> str:
+        from training.ablations import ALL_VARIANTS  # it imports these settings
+
+        unknown = [n for n in spec.split(",") if n not in ALL_VARIANTS] if spec != "all" else []
+        if unknown:
+            raise ValueError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(ALL_VARIANTS)}")
+        return spec
 
 
 class RationalesJobSettings(RationaleSettings):
