@@ -23,6 +23,7 @@ from pydantic_settings import SettingsConfigDict
 from lrsa.settings import LrsaSettings, add_settings_flags, data_dir_field, settings_from_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+CHILD_STOP_S = 30.0  # how long a stopped demo waits for its `lrsa` child to finish
 
 
 class DemoSettings(LrsaSettings):
@@ -97,8 +98,22 @@ def run_demo(s: DemoSettings, checkpoint: Path, tmp: Path) -> int:
 
 
 def _lrsa(*args: str, env: dict[str, str] | None = None) -> None:
+    """Run an `lrsa` command; if the demo itself is stopped meanwhile, stop it first (SIGTERM: the
+    worker drains and commits; Ctrl-C already reached it through the terminal)."""
     cmd = [sys.executable, "-m", "lrsa_cli.main", *args]
-    subprocess.run(cmd, check=True, env={**os.environ, **(env or {})})
+    with subprocess.Popen(cmd, env={**os.environ, **(env or {})}) as proc:
+        try:
+            rc = proc.wait()
+        except BaseException as e:
+            if not isinstance(e, KeyboardInterrupt):
+                proc.terminate()
+            try:
+                proc.wait(CHILD_STOP_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+    if rc:
+        raise subprocess.CalledProcessError(rc, cmd)
 
 
 def print_outputs(bootstrap: str, topics: dict[str, str], posts_file: Path) -> None:
