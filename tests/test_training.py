@@ -2,8 +2,10 @@
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
+import torch
 
 from lrsa.model import load_checkpoint, tiny_test_checkpoint
 from training import cli
@@ -94,6 +96,46 @@ def test_training_is_deterministic_and_resumable(tiny_data, tiny_ckpt, tmp_path)
     # a third epoch continues from the saved state instead of starting over
     c = _train(tiny_data, tiny_ckpt, tmp_path / "a", epochs=3)
     assert len(c["history"]) == 3 and strip(c)[:2] == strip(a)
+
+
+def test_a_kill_while_saving_the_state_resumes_from_the_epoch_before(tiny_data, tiny_ckpt, tmp_path, monkeypatch):
+    clean = _train(tiny_data, tiny_ckpt, tmp_path / "clean", epochs=3)
+    real_save, calls = torch.save, []
+
+    def killed_during_second_state_write(obj, f, *args, **kwargs):
+        calls.append(f)
+        if len(calls) == 2:
+            Path(f).write_bytes(b"half a state")
+            raise SystemExit(143)  # what SIGTERM raises in `lrsa`
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", killed_during_second_state_write)
+    with pytest.raises(SystemExit):
+        _train(tiny_data, tiny_ckpt, tmp_path / "killed", epochs=3)
+    monkeypatch.setattr(torch, "save", real_save)
+    resumed = _train(tiny_data, tiny_ckpt, tmp_path / "killed", epochs=3)
+    strip = lambda r: [{k: h[k] for k in ("epoch", "loss", "dev")} for h in r["history"]]  # noqa: E731
+    assert strip(resumed) == strip(clean)
+
+
+def test_a_state_of_the_earlier_layout_still_resumes(tiny_data, tiny_ckpt, tmp_path):
+    """Earlier runs kept the last weights in train_state/last.safetensors beside state.pt."""
+    import shutil
+
+    from safetensors.torch import save_model
+
+    _train(tiny_data, tiny_ckpt, tmp_path / "new", epochs=1)
+    shutil.copytree(tmp_path / "new", tmp_path / "old")
+    path = tmp_path / "old" / "train_state" / "state.pt"
+    state = torch.load(path, weights_only=False)
+    model, _ = load_checkpoint(tiny_ckpt)
+    model.load_state_dict(state.pop("model"))
+    save_model(model, str(path.parent / "last.safetensors"))
+    torch.save(state, path)
+    old, new = (_train(tiny_data, tiny_ckpt, tmp_path / name, epochs=2) for name in ("old", "new"))
+    strip = lambda r: [{k: h[k] for k in ("epoch", "loss", "dev")} for h in r["history"]]  # noqa: E731
+    assert len(old["history"]) == 2 and strip(old) == strip(new)
+    assert not (path.parent / "last.safetensors").exists()  # rewritten in the one-file layout
 
 
 def _run_cli(argv):

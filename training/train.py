@@ -2,21 +2,22 @@
 
 Out folder: the best model as a checkpoint (model.safetensors, config.json, tokenizer), its
 metrics (metrics.json: dev scores, per-epoch history, timings, settings) and a resumable
-state under train_state/ (last weights, optimizer, scheduler, epoch, RNG), written after each
-epoch; running the same command again continues from there.
+state in train_state/state.pt (last weights, optimizer, scheduler, epoch, RNG), replaced whole
+after each epoch; running the same command again continues from there.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model
 from tqdm import tqdm
 
 from lrsa.model import FusedSLM, FusedSLMConfig, default_text_encoder, save_checkpoint
@@ -26,6 +27,8 @@ from training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 STATE_DIR = "train_state"
+STATE_FILE = "state.pt"  # weights, optimizer, scheduler, epoch, RNG
+OLD_WEIGHTS_FILE = "last.safetensors"  # the weights' own file in earlier runs
 
 
 def seed_everything(seed: int) -> None:
@@ -82,20 +85,27 @@ class Trainer:
         return self.s.out / STATE_DIR
 
     def save_state(self) -> None:
+        """One file, written aside and swapped in whole: a kill mid-write keeps the previous
+        epoch's state intact, and weights never pair with another epoch's optimizer or RNG."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        save_model(self.model, str(self.state_dir / "last.safetensors"))
-        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                    "epoch": self.epoch, "best_f1": self.best_f1, "bad_epochs": self.bad_epochs,
-                    "history": self.history, "torch_rng": torch.get_rng_state(),
-                    "numpy_rng": np.random.get_state(), "random_rng": random.getstate()},
-                   self.state_dir / "state.pt")
+        path = self.state_dir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best_f1": self.best_f1,
+                    "bad_epochs": self.bad_epochs, "history": self.history, "torch_rng": torch.get_rng_state(),
+                    "numpy_rng": np.random.get_state(), "random_rng": random.getstate()}, tmp)
+        os.replace(tmp, path)
+        (self.state_dir / OLD_WEIGHTS_FILE).unlink(missing_ok=True)
 
     def try_resume(self) -> bool:
-        path = self.state_dir / "state.pt"
+        path = self.state_dir / STATE_FILE
         if self.s.fresh or not path.exists():
             return False
         state = torch.load(path, weights_only=False)
-        load_model(self.model, str(self.state_dir / "last.safetensors"))
+        if "model" in state:
+            self.model.load_state_dict(state["model"])
+        else:  # written before the weights moved into the state file
+            load_model(self.model, str(self.state_dir / OLD_WEIGHTS_FILE))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.best_f1 = state["epoch"], state["best_f1"]
@@ -180,7 +190,9 @@ class Trainer:
                   "train_seconds_total": sum(h["train_seconds"] + h["eval_seconds"] for h in self.history),
                   "history": self.history, "settings": json.loads(self.s.model_dump_json())}
         self.s.out.mkdir(parents=True, exist_ok=True)
-        (self.s.out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+        path = self.s.out / "metrics.json"  # its presence marks a finished run (ablations)
+        path.with_suffix(".tmp").write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(path.with_suffix(".tmp"), path)
         return result
 
 
