@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lrsa_cli.reference import render
+from lrsa_cli.reference import BEGIN, END, render
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -32,3 +32,4 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 def test_configuration_reference_is_current() -> None:
     assert render() in README, "README configuration reference is stale: paste `lrsa config-reference`"
+    assert README.count(BEGIN) == README.count(END) == 1, "paste the reference over the old one, markers included"
