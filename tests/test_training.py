@@ -86,16 +86,19 @@ def _train(tiny_data, tiny_ckpt, out, epochs=2):
     return Trainer(s, model, tokenizer).fit()
 
 
+def _history(result):
+    return [{k: h[k] for k in ("epoch", "loss", "dev")} for h in result["history"]]
+
+
 def test_training_is_deterministic_and_resumable(tiny_data, tiny_ckpt, tmp_path):
     a = _train(tiny_data, tiny_ckpt, tmp_path / "a")
     b = _train(tiny_data, tiny_ckpt, tmp_path / "b")
-    strip = lambda r: [{k: h[k] for k in ("epoch", "loss", "dev")} for h in r["history"]]  # noqa: E731
-    assert strip(a) == strip(b) and len(a["history"]) == 2
+    assert _history(a) == _history(b) and len(a["history"]) == 2
     assert a["history"][1]["loss"] < a["history"][0]["loss"]
     assert {"model.safetensors", "config.json", "metrics.json"} <= {p.name for p in (tmp_path / "a").iterdir()}
     # a third epoch continues from the saved state instead of starting over
     c = _train(tiny_data, tiny_ckpt, tmp_path / "a", epochs=3)
-    assert len(c["history"]) == 3 and strip(c)[:2] == strip(a)
+    assert len(c["history"]) == 3 and _history(c)[:2] == _history(a)
 
 
 def test_a_kill_while_saving_the_state_resumes_from_the_epoch_before(tiny_data, tiny_ckpt, tmp_path, monkeypatch):
@@ -114,8 +117,7 @@ def test_a_kill_while_saving_the_state_resumes_from_the_epoch_before(tiny_data, 
         _train(tiny_data, tiny_ckpt, tmp_path / "killed", epochs=3)
     monkeypatch.setattr(torch, "save", real_save)
     resumed = _train(tiny_data, tiny_ckpt, tmp_path / "killed", epochs=3)
-    strip = lambda r: [{k: h[k] for k in ("epoch", "loss", "dev")} for h in r["history"]]  # noqa: E731
-    assert strip(resumed) == strip(clean)
+    assert _history(resumed) == _history(clean)
 
 
 def test_a_state_of_the_earlier_layout_still_resumes(tiny_data, tiny_ckpt, tmp_path):
@@ -133,8 +135,7 @@ def test_a_state_of_the_earlier_layout_still_resumes(tiny_data, tiny_ckpt, tmp_p
     save_model(model, str(path.parent / "last.safetensors"))
     torch.save(state, path)
     old, new = (_train(tiny_data, tiny_ckpt, tmp_path / name, epochs=2) for name in ("old", "new"))
-    strip = lambda r: [{k: h[k] for k in ("epoch", "loss", "dev")} for h in r["history"]]  # noqa: E731
-    assert len(old["history"]) == 2 and strip(old) == strip(new)
+    assert len(old["history"]) == 2 and _history(old) == _history(new)
     assert not (path.parent / "last.safetensors").exists()  # rewritten in the one-file layout
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal
 
+from training.atomic import replaced_whole
+
 log = logging.getLogger(__name__)
 
 DATASETS = ("twitter2015", "twitter2017")
@@ -186,8 +188,8 @@ class MemoryCache:
                 states.extend(s[: int(m.sum())].clone() for s, m in zip(out, mask))
         if path:
             path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(states, path.with_suffix(".tmp"))
-            path.with_suffix(".tmp").rename(path)  # whole file or none, for concurrent runs
+            with replaced_whole(path) as tmp:  # concurrent runs read it whole or not at all
+                torch.save(states, tmp)
         return states
 
     @staticmethod

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from safetensors.torch import load_model
 from tqdm import tqdm
 
 from lrsa.model import FusedSLM, FusedSLMConfig, default_text_encoder, save_checkpoint
+from training.atomic import replaced_whole
 from training.data import MemoryCache, make_batch
 from training.evaluate import evaluate
 from training.settings import TrainSettings
@@ -88,13 +88,11 @@ class Trainer:
         """One file, written aside and swapped in whole: a kill mid-write keeps the previous
         epoch's state intact, and weights never pair with another epoch's optimizer or RNG."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self.state_dir / STATE_FILE
-        tmp = path.with_suffix(".tmp")
-        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best_f1": self.best_f1,
-                    "bad_epochs": self.bad_epochs, "history": self.history, "torch_rng": torch.get_rng_state(),
-                    "numpy_rng": np.random.get_state(), "random_rng": random.getstate()}, tmp)
-        os.replace(tmp, path)
+        with replaced_whole(self.state_dir / STATE_FILE) as tmp:
+            torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                        "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best_f1": self.best_f1,
+                        "bad_epochs": self.bad_epochs, "history": self.history, "torch_rng": torch.get_rng_state(),
+                        "numpy_rng": np.random.get_state(), "random_rng": random.getstate()}, tmp)
         (self.state_dir / OLD_WEIGHTS_FILE).unlink(missing_ok=True)
 
     def try_resume(self) -> bool:
@@ -190,9 +188,8 @@ class Trainer:
                   "train_seconds_total": sum(h["train_seconds"] + h["eval_seconds"] for h in self.history),
                   "history": self.history, "settings": json.loads(self.s.model_dump_json())}
         self.s.out.mkdir(parents=True, exist_ok=True)
-        path = self.s.out / "metrics.json"  # its presence marks a finished run (ablations)
-        path.with_suffix(".tmp").write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(path.with_suffix(".tmp"), path)
+        with replaced_whole(self.s.out / "metrics.json") as tmp:  # its presence marks a finished run
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
         return result
 
 
