@@ -108,6 +108,7 @@ class IngestWorker:
         self.first_record_at: float | None = None  # wall clock, for throughput measurements
         self.last_commit_at: float | None = None
         self.consumed = 0
+        self.left_uncommitted = 0  # posts a timed-out hand-over dropped (redone by a restart or the next owner)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -185,6 +186,7 @@ class IngestWorker:
                 "busy": bool(self._pending or self._batches or self._unacked or self.tracker.pending),
                 "lag": sum(self._lag.values()), "consumed": self.consumed,
                 "first_record_at": self.first_record_at, "last_commit_at": self.last_commit_at,
+                "left_uncommitted": self.left_uncommitted,
                 "busy_slot_s": {st.stage: self._busy_slot_s[i] for i, st in enumerate(self.stages)}}
 
     def set_stage_actors(self, stage: str, actors: list) -> None:
@@ -447,8 +449,10 @@ class IngestWorker:
         if self._drain(timeout_s=timeout_s):
             self._commit(commit_offsets)
             return
-        log.warning("ingest %d: %d batches still in flight after %ss; leaving them uncommitted",
-                    self.index, len(self._batches), timeout_s)
+        dropped = sum(len(b.items) for b in self._batches) + len(self._pending)
+        self.left_uncommitted += dropped
+        log.warning("ingest %d: %d batches (%d posts) still in flight after %ss; leaving them uncommitted",
+                    self.index, len(self._batches), dropped, timeout_s)
         if self.s.exactly_once:
             if self._in_txn:  # its outputs may run ahead of the committable offsets
                 self.producer.abort_transaction()

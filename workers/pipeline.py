@@ -165,7 +165,7 @@ class Pipeline:
             done, pending = ray.wait(pending, num_returns=len(pending), timeout=self.s.metrics_interval_s)
             for ref in done:
                 try:
-                    self.final_statuses.append(ray.get(ref))
+                    self._report_final(ray.get(ref))
                 except Exception:
                     log.exception("an ingest actor failed; stopping (uncommitted work is redone on restart)")
                     self._stop_all()
@@ -189,6 +189,14 @@ class Pipeline:
                 self._stop_all()
                 stopping = True
         return 0
+
+    def _report_final(self, status: dict[str, Any]) -> None:
+        """Logged here, not only in the actor: an actor's log lines reach the driver's log
+        asynchronously and can be cut off by the shutdown that follows."""
+        self.final_statuses.append(status)
+        if status["left_uncommitted"]:
+            log.warning("ingest %d stopped with %d posts unfinished after the drain timeout; leaving them "
+                        "uncommitted (a restart fetches them again)", status["index"], status["left_uncommitted"])
 
     def _busy_slot_s(self) -> dict[str, float]:
         total: dict[str, float] = {}
