@@ -2,8 +2,34 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
+import pytest
+
 pytest_plugins = [
     "fixtures_data",
     "fixtures_kafka",
     "fixtures_triton",
 ]
+
+
+# ---- exit ----------------------------------------------------------------------------------------
+# Ray started in this process (test_rebalance, test_rationale_stage) can crash the interpreter's
+# final clean-up after ray.shutdown() (SIGSEGV, exit 139, seen once in a full run here after
+# "145 passed"), turning a green run red. Once pytest has reported and written everything, leave
+# with the session's own exit status and skip that clean-up.
+_exit_status: int | None = None
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    global _exit_status
+    _exit_status = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config) -> None:
+    if _exit_status is not None and "ray" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status)
