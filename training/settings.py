@@ -61,7 +61,7 @@ class TrainSettings(DataSettings):
     inner_fusion_layers: int = Field(3, ge=0, description="dual only: also fuse the rationale and image "
                                      "streams before each of the text encoder's last N layers "
                                      "(0: after the encoder only)")
-    epochs: int = Field(8, description="maximum epochs")
+    epochs: int = Field(10, description="maximum epochs (the learning rate decays to 0 over them)")
     lr: float = Field(1e-4, description="peak learning rate of the pretrained encoder")
     new_layer_lr_scale: float = Field(5.0, description="learning-rate multiplier of the freshly "
                                       "initialised layers (fusion, head)")
@@ -92,7 +92,7 @@ class AblationSettings(LrsaSettings):
     variants: str = Field("all", description="comma-separated variant names, or all")
     seeds: str = Field("13,21,42", description="comma-separated seeds")
     out: Path = Field(Path("runs/ablations"), description="one run folder per dataset/variant/seed")
-    epochs: int = Field(8, description="maximum epochs per run")
+    epochs: int = Field(10, description="maximum epochs per run")
     max_minutes: float | None = Field(None, description="time budget per run")
     threads: int = Field(2, description="torch CPU threads")
     limit: int | None = Field(None, description="use only the first N posts of each split (smoke tests)")
