@@ -108,7 +108,7 @@ class IngestWorker:
         self.first_record_at: float | None = None  # wall clock, for throughput measurements
         self.last_commit_at: float | None = None
         self.consumed = 0
-        self.left_uncommitted = 0  # posts a timed-out hand-over dropped (redone by a restart or the next owner)
+        self.left_uncommitted = 0  # posts timed-out hand-overs dropped (on stop or revoke); refetched later
 
     # ---- lifecycle -------------------------------------------------------------------------
 

@@ -195,8 +195,9 @@ class Pipeline:
         asynchronously and can be cut off by the shutdown that follows."""
         self.final_statuses.append(status)
         if status["left_uncommitted"]:
-            log.warning("ingest %d stopped with %d posts unfinished after the drain timeout; leaving them "
-                        "uncommitted (a restart fetches them again)", status["index"], status["left_uncommitted"])
+            log.warning("ingest %d stopped with %d posts unfinished after the drain timeout; left them "
+                        "uncommitted (the partitions' next owner or a restart fetches them again)",
+                        status["index"], status["left_uncommitted"])
 
     def _busy_slot_s(self) -> dict[str, float]:
         total: dict[str, float] = {}
