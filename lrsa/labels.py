@@ -2,7 +2,8 @@
 
 `B-POS I-POS` marks a positive aspect of two words, `O` a word outside any aspect. JMASA (aspect
 spans with their sentiment) is thus one token-classification pass. Spans are word-index ranges
-`(start, end)` with `end` exclusive, as in the datasets.
+`(start, end)` with `end` exclusive, as in the datasets. `decode_spans` turns the tagger's
+probabilities into spans; `tags_to_spans` reads a given tag sequence.
 """
 
 from __future__ import annotations
@@ -83,3 +84,60 @@ def span_sentiment(probs: np.ndarray, start: int, end: int) -> tuple[str, float]
     ).mean(axis=0)
     best = int(per_sentiment.argmax())
     return SENTIMENTS[best], float(per_sentiment[best] / max(per_sentiment.sum(), 1e-9))
+
+
+_B = [LABEL_TO_ID[f"B-{s}"] for s in SENTIMENTS]
+_I = [LABEL_TO_ID[f"I-{s}"] for s in SENTIMENTS]
+_ROLE_B, _ROLE_I = 1, 2  # role 0 is O
+# role transitions allowed by BIO: everything but O -> I (and a post cannot open with I)
+_ALLOWED = np.array([[True, True, False], [True, True, True], [True, True, True]])
+
+
+def decode_spans(probs: np.ndarray) -> list[Span]:
+    """Aspect spans with their sentiments from tag probabilities [num_words, NUM_LABELS].
+
+    Span first, sentiment second. Each word's probability is summed per role (O, B, I) over the
+    three sentiments, the most probable role sequence in which no I follows an O is found
+    (Viterbi), and each span takes the sentiment of `span_sentiment`. The argmax of the seven
+    tags instead splits an aspect's mass between sentiments, so that O wins words more likely
+    inside an aspect than not, and an aspect whose words disagree on the sentiment falls apart:
+    decoding this way adds 2-6 JMASA F1 on the dev splits (docs/model.md). A span's confidence
+    is the mean probability of its roles times the share of its sentiment.
+    """
+    if len(probs) == 0:
+        return []
+    roles = np.stack([probs[:, LABEL_TO_ID["O"]], probs[:, _B].sum(axis=1), probs[:, _I].sum(axis=1)], axis=1)
+    path = _viterbi(np.log(np.clip(roles, 1e-12, 1.0)))
+    spans = []
+    for start, end in _role_spans(path):
+        sentiment, share = span_sentiment(probs, start, end)
+        role_prob = float(np.mean([roles[i, path[i]] for i in range(start, end)]))
+        spans.append(Span(start, end, sentiment, role_prob * share))
+    return spans
+
+
+def _viterbi(log_roles: np.ndarray) -> list[int]:
+    """Best role sequence under `_ALLOWED` from per-word role log-probabilities [n, 3]."""
+    score = log_roles[0] + np.where([True, True, False], 0.0, -np.inf)
+    back = []
+    for row in log_roles[1:]:
+        cand = np.where(_ALLOWED, score[:, None], -np.inf) + row[None, :]
+        back.append(cand.argmax(axis=0))
+        score = cand.max(axis=0)
+    path = [int(score.argmax())]
+    for pointers in reversed(back):
+        path.append(int(pointers[path[-1]]))
+    return path[::-1]
+
+
+def _role_spans(path: Sequence[int]) -> list[tuple[int, int]]:
+    spans, start = [], None
+    for i, role in enumerate(path):
+        if start is not None and role != _ROLE_I:
+            spans.append((start, i))
+            start = None
+        if role == _ROLE_B:
+            start = i
+    if start is not None:
+        spans.append((start, len(path)))
+    return spans

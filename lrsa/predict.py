@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from lrsa.labels import LABEL_TO_ID, NUM_LABELS, SENTIMENT_NAMES, tags_to_spans
+from lrsa.labels import LABEL_TO_ID, NUM_LABELS, SENTIMENT_NAMES, decode_spans
 from lrsa.model import FusedSLM, FusedSLMConfig, load_checkpoint
 from lrsa.schemas import Aspect
 from lrsa.text import tokenize_words
@@ -114,12 +114,12 @@ def word_probabilities(logits: torch.Tensor | np.ndarray, first_token: Sequence[
 def decode_batch(logits: torch.Tensor | np.ndarray, meta: Sequence[PostMeta],
                  texts: Sequence[str]) -> list[list[Aspect]]:
     """Tag logits [B, T, NUM_LABELS] -> per post, its aspects with character offsets into the
-    raw text, sentiment and confidence (mean probability of the span's tags)."""
+    raw text, sentiment and confidence (see `lrsa.labels.decode_spans`)."""
     results = []
     for row, m, text in zip(logits, meta, texts):
         probs = word_probabilities(row, m.first_token)
         aspects = []
-        for span in tags_to_spans(probs.argmax(axis=-1).tolist(), probs):
+        for span in decode_spans(probs):
             start, end = m.words[span.start][1], m.words[span.end - 1][2]
             aspects.append(Aspect(term=text[start:end], start=start, end=end,
                                   sentiment=SENTIMENT_NAMES[span.sentiment],

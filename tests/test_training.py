@@ -175,6 +175,33 @@ def test_ablation_table_reports_mean_std_and_n(tmp_path):
     assert "| 2 | 62.0 ± 2.8 | 80.0 ± 0.0 | 70.0 ± 0.0 | 1/2 | 10 |" in line
 
 
+def test_rescore_evaluates_finished_runs_again_and_the_table_prefers_it(tiny_data, tiny_ckpt, tmp_path):
+    import shutil
+
+    from training.ablations import collect, markdown_table, rescore
+    from training.evaluate import DECODING, run_eval
+    from training.settings import AblationSettings, EvalSettings
+
+    run = tmp_path / "twitter2015" / "dual-no-rationale" / "seed1"
+    shutil.copytree(tiny_ckpt, run)
+    trained = {"dataset": "twitter2015", "rationale_source": "reasons", "no_rationale": True,
+               "no_description": False, "rationale_file": None, "limit": None}
+    old_dev = {"jmasa": {"f1": 1.0}, "mate": {"f1": 2.0}, "masc": {"accuracy": 3.0}}
+    (run / "metrics.json").write_text(json.dumps({"dev": old_dev, "best_epoch": 1, "train_seconds_total": 60,
+                                                  "settings": trained}))
+    assert "| argmax |" in markdown_table(collect(tmp_path))  # a run from before the field existed
+
+    rescore(AblationSettings(data_dir=tiny_data, out=tmp_path, threads=1))
+    scores = json.loads((run / "dev_eval.json").read_text())
+    # the run's own streams: evaluated without the rationale it was trained without
+    want = run_eval(EvalSettings(data_dir=tiny_data, checkpoint=run, no_rationale=True, threads=1))
+    assert scores["decoding"] == DECODING and scores["jmasa"] == want["jmasa"]
+    assert scores["jmasa"] != run_eval(EvalSettings(data_dir=tiny_data, checkpoint=run, threads=1))["jmasa"]
+    (row,) = collect(tmp_path)
+    assert row["runs"][0]["dev"]["jmasa"] == want["jmasa"] and row["runs"][0]["decoding"] == DECODING
+    assert f"| {DECODING} |" in markdown_table([row])
+
+
 def test_ablations_reject_an_unknown_variant(capsys):
     from lrsa_cli.main import main
 

@@ -8,13 +8,17 @@ import time
 import torch
 from tqdm import tqdm
 
-from lrsa.labels import span_sentiment, tags_to_spans
+from lrsa.labels import decode_spans, span_sentiment
 from lrsa.predict import word_probabilities
 from training.data import Example, MemoryCache, make_batch
 from training.metrics import mabsa_metrics
 from training.settings import EvalSettings
 
 log = logging.getLogger(__name__)
+
+# How predicted spans are read from the tag probabilities, recorded with each run's metrics.
+# Runs without the field (before 2026-12-03) took each word's likeliest tag ("argmax").
+DECODING = "span-first"
 
 
 @torch.no_grad()
@@ -35,7 +39,7 @@ def predict_examples(model, tokenizer, examples: list[Example], batch_size: int 
         logits = model(**tensors)
         for row, ex, firsts in zip(logits, part, first_token):
             probs = word_probabilities(row, firsts)
-            spans = tags_to_spans(probs.argmax(axis=-1).tolist())
+            spans = decode_spans(probs)
             pred.append([(s.start, s.end, s.sentiment) for s in spans])
             gold_sents.append([span_sentiment(probs, s, e)[0] for s, e, _ in ex.spans])
     model.train(was_training)
@@ -58,4 +62,4 @@ def run_eval(settings: EvalSettings) -> dict:
     metrics = evaluate(model, tokenizer, examples, settings.batch_size)
     log.info("evaluated %d posts in %.1f s", len(examples), time.perf_counter() - start)
     return {"dataset": settings.dataset, "split": settings.split, "checkpoint": str(settings.checkpoint),
-            "posts": len(examples), **metrics}
+            "posts": len(examples), "decoding": DECODING, **metrics}

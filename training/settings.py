@@ -98,6 +98,8 @@ class AblationSettings(LrsaSettings):
     limit: int | None = Field(None, description="use only the first N posts of each split (smoke tests)")
     table: Path | None = Field(None, description="also write the markdown table to this file")
     report_only: bool = Field(False, description="train nothing: only tabulate the finished runs")
+    rescore: bool = Field(False, description="evaluate finished runs' checkpoints on dev again with the "
+                          "current decoding (dev_eval.json per run); the table prefers those scores")
 
     @field_validator("variants")
     @classmethod

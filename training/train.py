@@ -22,7 +22,7 @@ from tqdm import tqdm
 from lrsa.model import FusedSLM, FusedSLMConfig, default_text_encoder, save_checkpoint
 from training.atomic import replaced_whole
 from training.data import MemoryCache, make_batch
-from training.evaluate import evaluate
+from training.evaluate import DECODING, evaluate
 from training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ class Trainer:
     def _write_metrics(self, seconds: float, stop_reason: str) -> dict:
         best = max(self.history, key=lambda h: h["dev"]["jmasa"]["f1"]) if self.history else None
         result = {"dataset": self.s.dataset, "best_epoch": best and best["epoch"],
-                  "dev": best and best["dev"], "stop_reason": stop_reason, "seconds_this_run": seconds,
+                  "dev": best and best["dev"], "decoding": DECODING, "stop_reason": stop_reason, "seconds_this_run": seconds,
                   "train_seconds_total": sum(h["train_seconds"] + h["eval_seconds"] for h in self.history),
                   "history": self.history, "settings": json.loads(self.s.model_dump_json())}
         self.s.out.mkdir(parents=True, exist_ok=True)
