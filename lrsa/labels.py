@@ -17,6 +17,9 @@ SENTIMENTS = ("POS", "NEU", "NEG")
 LABELS = ("O",) + tuple(f"{bio}-{s}" for s in SENTIMENTS for bio in ("B", "I"))
 NUM_LABELS = len(LABELS)
 LABEL_TO_ID = {label: i for i, label in enumerate(LABELS)}
+# each sentiment's B and I columns, in SENTIMENTS order
+_B = [LABEL_TO_ID[f"B-{s}"] for s in SENTIMENTS]
+_I = [LABEL_TO_ID[f"I-{s}"] for s in SENTIMENTS]
 IGNORE_INDEX = -100  # label of sub-word pieces after a word's first one, and of padding
 
 SENTIMENT_NAMES = {"POS": "positive", "NEU": "neutral", "NEG": "negative"}
@@ -78,16 +81,10 @@ def span_sentiment(probs: np.ndarray, start: int, end: int) -> tuple[str, float]
     Sums each sentiment's B and I probabilities per word, averages over the span's words and
     takes the best: the tagger's own opinion about that span's sentiment.
     """
-    per_sentiment = np.stack(
-        [probs[start:end, LABEL_TO_ID[f"B-{s}"]] + probs[start:end, LABEL_TO_ID[f"I-{s}"]] for s in SENTIMENTS],
-        axis=-1,
-    ).mean(axis=0)
+    per_sentiment = (probs[start:end, _B] + probs[start:end, _I]).mean(axis=0)
     best = int(per_sentiment.argmax())
     return SENTIMENTS[best], float(per_sentiment[best] / max(per_sentiment.sum(), 1e-9))
 
-
-_B = [LABEL_TO_ID[f"B-{s}"] for s in SENTIMENTS]
-_I = [LABEL_TO_ID[f"I-{s}"] for s in SENTIMENTS]
 _ROLE_B, _ROLE_I = 1, 2  # role 0 is O
 # role transitions allowed by BIO: everything but O -> I (and a post cannot open with I)
 _ALLOWED = np.array([[True, True, False], [True, True, True], [True, True, True]])

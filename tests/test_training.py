@@ -201,6 +201,13 @@ def test_rescore_evaluates_finished_runs_again_and_the_table_prefers_it(tiny_dat
     assert row["runs"][0]["dev"]["jmasa"] == want["jmasa"] and row["runs"][0]["decoding"] == DECODING
     assert f"| {DECODING} |" in markdown_table([row])
 
+    # a run trained with the current decoding is not evaluated again
+    fresh = tmp_path / "twitter2015" / "dual" / "seed1"
+    shutil.copytree(tiny_ckpt, fresh)
+    (fresh / "metrics.json").write_text(json.dumps({"dev": old_dev, "decoding": DECODING, "settings": trained}))
+    rescore(AblationSettings(data_dir=tiny_data, out=tmp_path, threads=1))
+    assert not (fresh / "dev_eval.json").exists()
+
 
 def test_ablations_reject_an_unknown_variant(capsys):
     from lrsa_cli.main import main

@@ -75,15 +75,16 @@ def run_ablations(s: AblationSettings) -> list[dict]:
 
 def rescore(s: AblationSettings) -> None:
     """Evaluate each finished run's checkpoint on dev with the current decoding, on the data and
-    streams it was trained with; writes dev_eval.json beside its metrics.json."""
+    streams it was trained with; writes dev_eval.json beside its metrics.json. Runs trained (or
+    rescored) with the current decoding already have its scores."""
     from training.evaluate import run_eval
 
     for metrics in sorted(s.out.glob("*/*/seed*/metrics.json")):
-        run = metrics.parent
+        run, result = metrics.parent, json.loads(metrics.read_text())
         done = run / "dev_eval.json"
-        if not (run / "model.safetensors").exists() or _decoding_of(done) == DECODING:
+        if not (run / "model.safetensors").exists() or DECODING in (result.get("decoding"), _decoding_of(done)):
             continue
-        trained = json.loads(metrics.read_text())["settings"]
+        trained = result["settings"]
         fields = ("dataset", "rationale_source", "no_rationale", "no_description", "rationale_file", "limit")
         settings = EvalSettings(data_dir=s.data_dir, checkpoint=run, split="dev", threads=s.threads,
                                 **{k: trained[k] for k in fields})
