@@ -79,10 +79,10 @@ def test_real_data_join(data_dir):
     assert sum(len(e.spans) for e in ex) == 3179
 
 
-def _train(tiny_data, tiny_ckpt, out, epochs=2):
+def _train(tiny_data, tiny_ckpt, out, epochs=2, **overrides):
     model, tokenizer = load_checkpoint(tiny_ckpt)
     s = TrainSettings(data_dir=tiny_data, out=out, epochs=epochs, batch_size=8, lr=1e-3, seed=3,
-                      threads=1, cache_dir=None)
+                      threads=1, cache_dir=None, **overrides)
     return Trainer(s, model, tokenizer).fit()
 
 
@@ -101,8 +101,41 @@ def test_training_is_deterministic_and_resumable(tiny_data, tiny_ckpt, tmp_path)
     assert len(c["history"]) == 3 and _history(c)[:2] == _history(a)
 
 
-def test_a_kill_while_saving_the_state_resumes_from_the_epoch_before(tiny_data, tiny_ckpt, tmp_path, monkeypatch):
-    clean = _train(tiny_data, tiny_ckpt, tmp_path / "clean", epochs=3)
+EMA_OPTIONS = {"ema_decay": 0.9, "label_smoothing": 0.1}
+
+
+def test_weight_ema_averages_and_swaps_back():
+    from training.ema import WeightEMA
+
+    layer = torch.nn.Linear(2, 1)
+    start = layer.weight.detach().clone()
+    ema = WeightEMA(layer, decay=0.75)
+    with torch.no_grad():
+        layer.weight.add_(4.0)
+    ema.update()
+    expected = start + 1.0  # 0.75 * start + 0.25 * (start + 4)
+    with ema.swapped_in():
+        assert torch.allclose(layer.weight, expected)
+    assert torch.allclose(layer.weight, start + 4.0)
+    assert torch.allclose(ema.state_dict()["weight"], expected)
+
+
+def test_training_with_ema_and_label_smoothing_saves_the_average(tiny_data, tiny_ckpt, tmp_path):
+    plain = _train(tiny_data, tiny_ckpt, tmp_path / "plain", epochs=1)
+    averaged = _train(tiny_data, tiny_ckpt, tmp_path / "averaged", epochs=1, **EMA_OPTIONS)
+    assert _history(averaged) != _history(plain)
+    # one epoch is the best one: its checkpoint holds the average, not the last weights
+    state = torch.load(tmp_path / "averaged" / "train_state" / "state.pt", weights_only=False)
+    saved = dict(load_checkpoint(tmp_path / "averaged")[0].named_parameters())
+    differing = [n for n in state["ema"] if not torch.equal(state["ema"][n], state["model"][n])]
+    assert differing and all(torch.equal(saved[n], state["ema"][n]) for n in differing)
+
+
+@pytest.mark.parametrize("options", [{}, EMA_OPTIONS], ids=["plain", "ema"])
+def test_a_kill_while_saving_the_state_resumes_from_the_epoch_before(tiny_data, tiny_ckpt, tmp_path, monkeypatch,
+                                                                     options):
+    """With a weight average, the average is part of the state: the resumed run is the same."""
+    clean = _train(tiny_data, tiny_ckpt, tmp_path / "clean", epochs=3, **options)
     real_save, calls = torch.save, []
 
     def killed_during_second_state_write(obj, f, *args, **kwargs):
@@ -114,9 +147,9 @@ def test_a_kill_while_saving_the_state_resumes_from_the_epoch_before(tiny_data, 
 
     monkeypatch.setattr(torch, "save", killed_during_second_state_write)
     with pytest.raises(SystemExit):
-        _train(tiny_data, tiny_ckpt, tmp_path / "killed", epochs=3)
+        _train(tiny_data, tiny_ckpt, tmp_path / "killed", epochs=3, **options)
     monkeypatch.setattr(torch, "save", real_save)
-    resumed = _train(tiny_data, tiny_ckpt, tmp_path / "killed", epochs=3)
+    resumed = _train(tiny_data, tiny_ckpt, tmp_path / "killed", epochs=3, **options)
     assert _history(resumed) == _history(clean)
 
 

@@ -77,6 +77,9 @@ class TrainSettings(DataSettings):
     max_description_len: int = Field(128, description="sub-word tokens of the image description")
     modality_dropout: float = Field(0.3, description="chance to hide each stream per post in training")
     dropout: float = Field(0.1, description="dropout of fusion and head")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="label smoothing of the tag loss")
+    ema_decay: float | None = Field(None, gt=0.0, lt=1.0, description="evaluate and save an exponential "
+                                    "moving average of the weights with this decay per step (e.g. 0.998)")
     cache_dir: Path | None = Field(Path("runs/cache"), description="where frozen-encoder rationale "
                                    "states are kept for reuse across runs")
     fresh: bool = Field(False, description="ignore OUT/train_state and start over (default: resume)")

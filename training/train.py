@@ -8,6 +8,7 @@ after each epoch; running the same command again continues from there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -22,6 +23,7 @@ from tqdm import tqdm
 from lrsa.model import FusedSLM, FusedSLMConfig, default_text_encoder, save_checkpoint
 from training.atomic import replaced_whole
 from training.data import MemoryCache, make_batch
+from training.ema import WeightEMA
 from training.evaluate import DECODING, evaluate
 from training.settings import TrainSettings
 
@@ -75,6 +77,7 @@ class Trainer:
         total = self.steps_per_epoch * settings.epochs
         self.optimizer = _optimizer(model, settings)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(settings.warmup_ratio * total), total)
+        self.ema = WeightEMA(model, settings.ema_decay) if settings.ema_decay else None
         self.epoch, self.best_f1, self.bad_epochs, self.history = 0, -1.0, 0, []
         self.train_cache = self.dev_cache = None
 
@@ -92,7 +95,8 @@ class Trainer:
             torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                         "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best_f1": self.best_f1,
                         "bad_epochs": self.bad_epochs, "history": self.history, "torch_rng": torch.get_rng_state(),
-                        "numpy_rng": np.random.get_state(), "random_rng": random.getstate()}, tmp)
+                        "numpy_rng": np.random.get_state(), "random_rng": random.getstate(),
+                        "ema": self.ema and self.ema.state_dict()}, tmp)
         (self.state_dir / OLD_WEIGHTS_FILE).unlink(missing_ok=True)
 
     def try_resume(self) -> bool:
@@ -108,6 +112,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.best_f1 = state["epoch"], state["best_f1"]
         self.bad_epochs, self.history = state["bad_epochs"], state["history"]
+        if self.ema is not None and state.get("ema"):  # else: average from the resumed weights on
+            self.ema.load_state_dict(state["ema"])
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["random_rng"])
@@ -137,18 +143,25 @@ class Trainer:
                                     self.train_cache, idx)
             labels = tensors.pop("labels")
             logits = self.model(**tensors)
-            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100,
+                                                     label_smoothing=self.s.label_smoothing)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
+            if self.ema is not None:
+                self.ema.update()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
             if deadline is not None and time.monotonic() > deadline:
                 out_of_time = True
                 break
         return float(np.mean(losses)), out_of_time
+
+    def _evaluated_weights(self):
+        """The weights that are evaluated and saved: the moving average where one is kept."""
+        return self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext()
 
     def fit(self) -> dict:
         start = time.monotonic()
@@ -160,7 +173,10 @@ class Trainer:
             t0 = time.monotonic()
             loss, out_of_time = self._train_epoch(deadline)
             train_s = time.monotonic() - t0
-            dev = evaluate(self.model, self.tokenizer, self.dev_set, self.s.eval_batch_size, self.dev_cache)
+            with self._evaluated_weights():
+                dev = evaluate(self.model, self.tokenizer, self.dev_set, self.s.eval_batch_size, self.dev_cache)
+                if dev["jmasa"]["f1"] > self.best_f1:
+                    save_checkpoint(self.s.out, self.model, self.tokenizer)
             self.epoch += 1
             f1 = dev["jmasa"]["f1"]
             self.history.append({"epoch": self.epoch, "loss": loss, "dev": dev, "train_seconds": train_s,
@@ -169,7 +185,6 @@ class Trainer:
                      self.epoch, loss, f1, dev["mate"]["f1"], dev["masc"]["accuracy"], time.monotonic() - t0)
             if f1 > self.best_f1:
                 self.best_f1, self.bad_epochs = f1, 0
-                save_checkpoint(self.s.out, self.model, self.tokenizer)
             else:
                 self.bad_epochs += 1
             self.save_state()
