@@ -2,8 +2,9 @@
 
 Out folder: the best model as a checkpoint (model.safetensors, config.json, tokenizer), its
 metrics (metrics.json: dev scores, per-epoch history, timings, settings) and a resumable
-state in train_state/state.pt (last weights, optimizer, scheduler, epoch, RNG), replaced whole
-after each epoch; running the same command again continues from there.
+state in train_state/state.pt (last weights, optimizer, scheduler, epoch, RNG, the weight
+average if one is kept), replaced whole after each epoch; running the same command again
+continues from there.
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ class Trainer:
                 break
         return float(np.mean(losses)), out_of_time
 
-    def _evaluated_weights(self):
+    def _evaluated_weights(self) -> contextlib.AbstractContextManager:
         """The weights that are evaluated and saved: the moving average where one is kept."""
         return self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext()
 
