@@ -101,7 +101,7 @@ def test_training_is_deterministic_and_resumable(tiny_data, tiny_ckpt, tmp_path)
     assert len(c["history"]) == 3 and _history(c)[:2] == _history(a)
 
 
-EMA_OPTIONS = {"ema_decay": 0.9, "label_smoothing": 0.1}
+EMA_AND_SMOOTHING = {"ema_decay": 0.9, "label_smoothing": 0.1}
 
 
 def test_weight_ema_averages_and_swaps_back():
@@ -122,7 +122,7 @@ def test_weight_ema_averages_and_swaps_back():
 
 def test_training_with_ema_and_label_smoothing_saves_the_average(tiny_data, tiny_ckpt, tmp_path):
     plain = _train(tiny_data, tiny_ckpt, tmp_path / "plain", epochs=1)
-    averaged = _train(tiny_data, tiny_ckpt, tmp_path / "averaged", epochs=1, **EMA_OPTIONS)
+    averaged = _train(tiny_data, tiny_ckpt, tmp_path / "averaged", epochs=1, **EMA_AND_SMOOTHING)
     assert _history(averaged) != _history(plain)
     # one epoch is the best one: its checkpoint holds the average, not the last weights
     state = torch.load(tmp_path / "averaged" / "train_state" / "state.pt", weights_only=False)
@@ -131,7 +131,7 @@ def test_training_with_ema_and_label_smoothing_saves_the_average(tiny_data, tiny
     assert differing and all(torch.equal(saved[n], state["ema"][n]) for n in differing)
 
 
-@pytest.mark.parametrize("options", [{}, EMA_OPTIONS], ids=["plain", "ema"])
+@pytest.mark.parametrize("options", [{}, EMA_AND_SMOOTHING], ids=["plain", "ema"])
 def test_a_kill_while_saving_the_state_resumes_from_the_epoch_before(tiny_data, tiny_ckpt, tmp_path, monkeypatch,
                                                                      options):
     """With a weight average, the average is part of the state: the resumed run is the same."""
