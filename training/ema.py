@@ -2,7 +2,8 @@
 
 Averaging the weights over the last few hundred steps smooths out the noise of small-batch
 fine-tuning on a few thousand posts. Only the trainable parameters are tracked: the frozen
-memory encoder never changes, so copying it would only cost memory.
+memory encoder never changes, so copying it would only cost memory. (torch's AveragedModel
+deep-copies the whole model, frozen encoder and fusion hooks included.)
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import torch
 
 class WeightEMA:
     def __init__(self, model: torch.nn.Module, decay: float):
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay = decay
         self.names = [n for n, p in model.named_parameters() if p.requires_grad]
         self.params = [p for p in model.parameters() if p.requires_grad]

@@ -176,15 +176,15 @@ class Trainer:
             train_s = time.monotonic() - t0
             with self._evaluated_weights():
                 dev = evaluate(self.model, self.tokenizer, self.dev_set, self.s.eval_batch_size, self.dev_cache)
-                if dev["jmasa"]["f1"] > self.best_f1:
+                f1 = dev["jmasa"]["f1"]
+                if improved := f1 > self.best_f1:
                     save_checkpoint(self.s.out, self.model, self.tokenizer)
             self.epoch += 1
-            f1 = dev["jmasa"]["f1"]
             self.history.append({"epoch": self.epoch, "loss": loss, "dev": dev, "train_seconds": train_s,
                                  "eval_seconds": time.monotonic() - t0 - train_s})
             log.info("epoch %d: loss %.4f, dev JMASA F1 %.2f, MATE F1 %.2f, MASC acc %.2f (%.0f s)",
                      self.epoch, loss, f1, dev["mate"]["f1"], dev["masc"]["accuracy"], time.monotonic() - t0)
-            if f1 > self.best_f1:
+            if improved:
                 self.best_f1, self.bad_epochs = f1, 0
             else:
                 self.bad_epochs += 1
