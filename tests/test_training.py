@@ -21,12 +21,12 @@ TWEETS = [
 ]
 
 
-def write_dataset(root, splits=("train", "dev", "test"), copies=(6, 2, 2)):
+def write_dataset(root, splits=("train", "dev", "test"), copies=(6, 2, 2), dataset="twitter2015", tweets_=TWEETS):
     """A MABSA-format data folder (tweets + per-aspect rationale records) under `root`."""
     for split, n in zip(splits, copies):
         tweets, records = [], []
         for k in range(n):
-            for j, (words, spans) in enumerate(TWEETS):
+            for j, (words, spans) in enumerate(tweets_):
                 image = f"{split}{k}_{j}"
                 tweets.append({"words": words, "image_id": image + ".jpg", "aspects": [
                     {"from": s, "to": e, "polarity": p, "term": words[s:e]} for s, e, p in spans]})
@@ -36,10 +36,10 @@ def write_dataset(root, splits=("train", "dev", "test"), copies=(6, 2, 2)):
                     records.append({"text": text, "target": target, "ImageID": image, "gt_label": "0",
                                     "description": f"A photo about {words[0]}.",
                                     "reason": f"Sentiment: {p}. {target} is discussed. More words follow."})
-        (root / "twitter2015").mkdir(parents=True, exist_ok=True)
-        (root / "rationales" / "twitter2015").mkdir(parents=True, exist_ok=True)
-        (root / "twitter2015" / f"{split}.json").write_text(json.dumps(tweets))
-        (root / "rationales" / "twitter2015" / f"{split}.json").write_text(json.dumps(records))
+        (root / dataset).mkdir(parents=True, exist_ok=True)
+        (root / "rationales" / dataset).mkdir(parents=True, exist_ok=True)
+        (root / dataset / f"{split}.json").write_text(json.dumps(tweets))
+        (root / "rationales" / dataset / f"{split}.json").write_text(json.dumps(records))
     return root
 
 
@@ -170,6 +170,41 @@ def test_a_state_of_the_earlier_layout_still_resumes(tiny_data, tiny_ckpt, tmp_p
     old, new = (_train(tiny_data, tiny_ckpt, tmp_path / name, epochs=2) for name in ("old", "new"))
     assert len(old["history"]) == 2 and _history(old) == _history(new)
     assert not (path.parent / "last.safetensors").exists()  # rewritten in the one-file layout
+
+
+def test_joint_training_on_both_datasets_stops_on_their_mean(tiny_data, tiny_ckpt, tmp_path):
+    import shutil
+
+    from training.evaluate import run_eval
+    from training.settings import EvalSettings
+
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    write_dataset(data, ("train", "dev"), (2, 3), "twitter2017", TWEETS[:2])
+    model, tokenizer = load_checkpoint(tiny_ckpt)
+    s = TrainSettings(data_dir=data, dataset="twitter2015,twitter2017", out=tmp_path / "joint", epochs=1,
+                      batch_size=8, lr=1e-3, seed=3, threads=1, cache_dir=None)
+    trainer = Trainer(s, model, tokenizer)
+    assert len(trainer.train_set) == 24 + 4  # both train splits
+    result = trainer.fit()
+    each = result["dev_by_dataset"]
+    assert set(each) == {"twitter2015", "twitter2017"} and each["twitter2015"] != each["twitter2017"]
+    assert result["dev"]["jmasa"]["f1"] == pytest.approx((each["twitter2015"]["jmasa"]["f1"]
+                                                          + each["twitter2017"]["jmasa"]["f1"]) / 2)
+    # the checkpoint scores each dataset on its own as the run did
+    for name in each:
+        again = run_eval(EvalSettings(data_dir=data, dataset=name, checkpoint=tmp_path / "joint", threads=1))
+        assert again["posts"] == (8 if name == "twitter2015" else 6) and again["jmasa"] == each[name]["jmasa"]
+
+
+def test_dataset_names_are_checked():
+    from pydantic import ValidationError
+
+    from training.settings import EvalSettings
+
+    with pytest.raises(ValidationError, match="unknown dataset"):
+        TrainSettings(dataset="twitter2015,twitter2019")
+    with pytest.raises(ValidationError, match="one dataset at a time"):
+        EvalSettings(dataset="twitter2015,twitter2017")
 
 
 def _run_cli(argv):

@@ -29,8 +29,8 @@ def _train(args: argparse.Namespace) -> int:
     from training.train import TrainSettings, train
 
     result = train(settings_from_args(TrainSettings, args))
-    print(json.dumps({k: result[k] for k in ("dataset", "best_epoch", "dev", "stop_reason",
-                                             "train_seconds_total")}, indent=2))
+    keys = ("dataset", "best_epoch", "dev", "dev_by_dataset", "stop_reason", "train_seconds_total")
+    print(json.dumps({k: result[k] for k in keys if k in result}, indent=2))
     return 0
 
 

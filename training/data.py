@@ -162,6 +162,14 @@ class MemoryCache:
         self.description = self._stream(model, tokenizer, [e.description for e in examples],
                                         config.max_description_len, batch_size, cache_dir)
 
+    @classmethod
+    def joined(cls, parts: list[MemoryCache]) -> MemoryCache:
+        """The caches of consecutive example lists as one (each part keeps its own disk file)."""
+        cache = cls.__new__(cls)
+        cache.rationale = [s for p in parts for s in p.rationale]
+        cache.description = [s for p in parts for s in p.description]
+        return cache
+
     @staticmethod
     def _stream(model, tokenizer, texts: list[str | None], max_len: int, batch_size: int,
                 cache_dir: Path | None) -> list:

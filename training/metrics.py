@@ -56,3 +56,9 @@ def mabsa_metrics(gold: Sequence[Sequence[Pair]], pred: Sequence[Sequence[Pair]]
     flat_gold = [s for pairs in gold for _, _, s in pairs]
     flat_pred = [s for sents in gold_aspect_sentiments for s in sents]
     return {"jmasa": jmasa(gold, pred), "mate": mate(gold, pred), "masc": masc(flat_gold, flat_pred)}
+
+
+def averaged(results: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """The mean of several datasets' `mabsa_metrics`, score by score (macro over datasets)."""
+    return {task: {name: sum(r[task][name] for r in results) / len(results) for name in results[0][task]}
+            for task in results[0]}

@@ -12,14 +12,16 @@ from pydantic_settings import SettingsConfigDict
 
 from lrsa.rationale.config import RationaleSettings
 from lrsa.settings import LrsaSettings, data_dir_field
-from training.data import Example, RationaleSource, load_split
+from training.data import DATASETS, Example, RationaleSource, load_split
 
 
 class DataSettings(LrsaSettings):
     """Which data and which rationale streams: shared by train and eval."""
 
     data_dir: Path = data_dir_field()
-    dataset: Literal["twitter2015", "twitter2017"] = Field("twitter2015", description="benchmark")
+    dataset: str = Field("twitter2015", description="benchmark: twitter2015 or twitter2017; for training "
+                         "also both, comma-separated (one model on both train splits, early stopping on "
+                         "the mean of their dev scores)")
     rationale_source: RationaleSource = Field(
         "reasons", description="text rationale: the dataset's per-aspect reasons joined, the same "
         "with gold aspect terms masked (reasons_masked), or none")
@@ -30,10 +32,30 @@ class DataSettings(LrsaSettings):
     limit: int | None = Field(None, description="use only the first N posts of each split (smoke tests)")
     threads: int = Field(2, description="torch CPU threads")
 
-    def load(self, split: str) -> list[Example]:
+    @field_validator("dataset")
+    @classmethod
+    def _known_datasets(cls, spec: str) -> str:
+        names = spec.split(",")
+        if unknown := [n for n in names if n not in DATASETS]:
+            raise ValueError(f"unknown dataset(s) {', '.join(unknown)}; known: {', '.join(DATASETS)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"dataset named twice in {spec!r}")
+        return spec
+
+    @property
+    def datasets(self) -> list[str]:
+        return self.dataset.split(",")
+
+    def load_each(self, split: str) -> dict[str, list[Example]]:
+        """The split of every dataset named, each on its own."""
         source = "none" if self.no_rationale else self.rationale_source
-        return load_split(self.data_dir, self.dataset, split, source, not self.no_description,
-                          None if self.no_rationale else self.rationale_file, self.limit)
+        return {name: load_split(self.data_dir, name, split, source, not self.no_description,
+                                 None if self.no_rationale else self.rationale_file, self.limit)
+                for name in self.datasets}
+
+    def load(self, split: str) -> list[Example]:
+        """The split of every dataset named, one after the other."""
+        return [ex for examples in self.load_each(split).values() for ex in examples]
 
 
 class EvalSettings(DataSettings):
@@ -44,6 +66,13 @@ class EvalSettings(DataSettings):
     checkpoint: Path = Field(Path("checkpoints/lrsa-twitter2015"), description="checkpoint folder")
     split: str = Field("dev", description="dev, test (needs test.json) or train")
     batch_size: int = Field(64, description="posts per forward pass")
+
+    @field_validator("dataset")
+    @classmethod
+    def _one_dataset(cls, spec: str) -> str:
+        if "," in spec:
+            raise ValueError("eval scores one dataset at a time: run it once per dataset")
+        return spec
 
 
 class TrainSettings(DataSettings):

@@ -26,6 +26,7 @@ from training.atomic import replaced_whole
 from training.data import MemoryCache, make_batch
 from training.ema import WeightEMA
 from training.evaluate import DECODING, evaluate
+from training.metrics import averaged
 from training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -73,14 +74,15 @@ class Trainer:
         if model is None:
             model, tokenizer = build_model(settings)
         self.model, self.tokenizer = model, tokenizer
-        self.train_set, self.dev_set = settings.load("train"), settings.load("dev")
+        self.train_parts, self.dev_sets = settings.load_each("train"), settings.load_each("dev")
+        self.train_set = [ex for part in self.train_parts.values() for ex in part]
         self.steps_per_epoch = -(-len(self.train_set) // settings.batch_size)
         total = self.steps_per_epoch * settings.epochs
         self.optimizer = _optimizer(model, settings)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(settings.warmup_ratio * total), total)
         self.ema = WeightEMA(model, settings.ema_decay) if settings.ema_decay else None
         self.epoch, self.best_f1, self.bad_epochs, self.history = 0, -1.0, 0, []
-        self.train_cache = self.dev_cache = None
+        self.train_cache, self.dev_caches = None, {}
 
     # -- state -------------------------------------------------------------------------
 
@@ -128,8 +130,12 @@ class Trainer:
                   and self.model.config.rationale_encoder == "frozen")
         if frozen and self.train_cache is None:
             self.model.eval()
-            self.train_cache = MemoryCache(self.model, self.tokenizer, self.train_set, cache_dir=self.s.cache_dir)
-            self.dev_cache = MemoryCache(self.model, self.tokenizer, self.dev_set, cache_dir=self.s.cache_dir)
+            def cache(examples: list) -> MemoryCache:
+                return MemoryCache(self.model, self.tokenizer, examples, cache_dir=self.s.cache_dir)
+
+            # per dataset, so that a joint run reuses each dataset's cached states
+            self.train_cache = MemoryCache.joined([cache(part) for part in self.train_parts.values()])
+            self.dev_caches = {name: cache(dev) for name, dev in self.dev_sets.items()}
 
     def _train_epoch(self, deadline: float | None) -> tuple[float, bool]:
         """One pass over the shuffled training set: mean loss, and whether time ran out."""
@@ -164,6 +170,12 @@ class Trainer:
         """The weights that are evaluated and saved: the moving average where one is kept."""
         return self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext()
 
+    def _evaluate_dev(self) -> tuple[dict, dict[str, dict] | None]:
+        """Dev metrics; with several datasets their mean, and each dataset's own."""
+        each = {name: evaluate(self.model, self.tokenizer, dev, self.s.eval_batch_size, self.dev_caches.get(name))
+                for name, dev in self.dev_sets.items()}
+        return (averaged(list(each.values())), each) if len(each) > 1 else (next(iter(each.values())), None)
+
     def fit(self) -> dict:
         start = time.monotonic()
         deadline = start + 60 * self.s.max_minutes if self.s.max_minutes else None
@@ -175,15 +187,19 @@ class Trainer:
             loss, out_of_time = self._train_epoch(deadline)
             train_s = time.monotonic() - t0
             with self._evaluated_weights():
-                dev = evaluate(self.model, self.tokenizer, self.dev_set, self.s.eval_batch_size, self.dev_cache)
+                dev, dev_by_dataset = self._evaluate_dev()
                 f1 = dev["jmasa"]["f1"]
                 if improved := f1 > self.best_f1:
                     save_checkpoint(self.s.out, self.model, self.tokenizer)
             self.epoch += 1
             self.history.append({"epoch": self.epoch, "loss": loss, "dev": dev, "train_seconds": train_s,
-                                 "eval_seconds": time.monotonic() - t0 - train_s})
+                                 "eval_seconds": time.monotonic() - t0 - train_s,
+                                 **({"dev_by_dataset": dev_by_dataset} if dev_by_dataset else {})})
             log.info("epoch %d: loss %.4f, dev JMASA F1 %.2f, MATE F1 %.2f, MASC acc %.2f (%.0f s)",
                      self.epoch, loss, f1, dev["mate"]["f1"], dev["masc"]["accuracy"], time.monotonic() - t0)
+            for name, scores in (dev_by_dataset or {}).items():
+                log.info("  %s: dev JMASA F1 %.2f, MATE F1 %.2f, MASC acc %.2f", name, scores["jmasa"]["f1"],
+                         scores["mate"]["f1"], scores["masc"]["accuracy"])
             if improved:
                 self.best_f1, self.bad_epochs = f1, 0
             else:
@@ -200,7 +216,9 @@ class Trainer:
     def _write_metrics(self, seconds: float, stop_reason: str) -> dict:
         best = max(self.history, key=lambda h: h["dev"]["jmasa"]["f1"]) if self.history else None
         result = {"dataset": self.s.dataset, "best_epoch": best and best["epoch"],
-                  "dev": best and best["dev"], "decoding": DECODING, "stop_reason": stop_reason, "seconds_this_run": seconds,
+                  "dev": best and best["dev"], **({"dev_by_dataset": best["dev_by_dataset"]}
+                                                  if best and "dev_by_dataset" in best else {}),
+                  "decoding": DECODING, "stop_reason": stop_reason, "seconds_this_run": seconds,
                   "train_seconds_total": sum(h["train_seconds"] + h["eval_seconds"] for h in self.history),
                   "history": self.history, "settings": json.loads(self.s.model_dump_json())}
         self.s.out.mkdir(parents=True, exist_ok=True)
