@@ -21,12 +21,12 @@ TWEETS = [
 ]
 
 
-def write_dataset(root, splits=("train", "dev", "test"), copies=(6, 2, 2), dataset="twitter2015", tweets_=TWEETS):
+def write_dataset(root, splits=("train", "dev", "test"), copies=(6, 2, 2), dataset="twitter2015", posts=TWEETS):
     """A MABSA-format data folder (tweets + per-aspect rationale records) under `root`."""
     for split, n in zip(splits, copies):
         tweets, records = [], []
         for k in range(n):
-            for j, (words, spans) in enumerate(tweets_):
+            for j, (words, spans) in enumerate(posts):
                 image = f"{split}{k}_{j}"
                 tweets.append({"words": words, "image_id": image + ".jpg", "aspects": [
                     {"from": s, "to": e, "polarity": p, "term": words[s:e]} for s, e, p in spans]})

@@ -130,6 +130,7 @@ class Trainer:
                   and self.model.config.rationale_encoder == "frozen")
         if frozen and self.train_cache is None:
             self.model.eval()
+
             def cache(examples: list) -> MemoryCache:
                 return MemoryCache(self.model, self.tokenizer, examples, cache_dir=self.s.cache_dir)
 
