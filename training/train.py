@@ -171,11 +171,10 @@ class Trainer:
         """The weights that are evaluated and saved: the moving average where one is kept."""
         return self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext()
 
-    def _evaluate_dev(self) -> tuple[dict, dict[str, dict] | None]:
-        """Dev metrics; with several datasets their mean, and each dataset's own."""
-        each = {name: evaluate(self.model, self.tokenizer, dev, self.s.eval_batch_size, self.dev_caches.get(name))
+    def _evaluate_dev(self) -> dict[str, dict]:
+        """Each dataset's dev metrics."""
+        return {name: evaluate(self.model, self.tokenizer, dev, self.s.eval_batch_size, self.dev_caches.get(name))
                 for name, dev in self.dev_sets.items()}
-        return (averaged(list(each.values())), each) if len(each) > 1 else (next(iter(each.values())), None)
 
     def fit(self) -> dict:
         start = time.monotonic()
@@ -188,17 +187,20 @@ class Trainer:
             loss, out_of_time = self._train_epoch(deadline)
             train_s = time.monotonic() - t0
             with self._evaluated_weights():
-                dev, dev_by_dataset = self._evaluate_dev()
+                each = self._evaluate_dev()
+                dev = averaged(list(each.values()))  # one dataset: its own scores
                 f1 = dev["jmasa"]["f1"]
                 if improved := f1 > self.best_f1:
                     save_checkpoint(self.s.out, self.model, self.tokenizer)
             self.epoch += 1
-            self.history.append({"epoch": self.epoch, "loss": loss, "dev": dev, "train_seconds": train_s,
-                                 "eval_seconds": time.monotonic() - t0 - train_s,
-                                 **({"dev_by_dataset": dev_by_dataset} if dev_by_dataset else {})})
+            entry = {"epoch": self.epoch, "loss": loss, "dev": dev, "train_seconds": train_s,
+                     "eval_seconds": time.monotonic() - t0 - train_s}
+            if len(each) > 1:
+                entry["dev_by_dataset"] = each
+            self.history.append(entry)
             log.info("epoch %d: loss %.4f, dev JMASA F1 %.2f, MATE F1 %.2f, MASC acc %.2f (%.0f s)",
                      self.epoch, loss, f1, dev["mate"]["f1"], dev["masc"]["accuracy"], time.monotonic() - t0)
-            for name, scores in (dev_by_dataset or {}).items():
+            for name, scores in entry.get("dev_by_dataset", {}).items():
                 log.info("  %s: dev JMASA F1 %.2f, MATE F1 %.2f, MASC acc %.2f", name, scores["jmasa"]["f1"],
                          scores["mate"]["f1"], scores["masc"]["accuracy"])
             if improved:
@@ -217,11 +219,11 @@ class Trainer:
     def _write_metrics(self, seconds: float, stop_reason: str) -> dict:
         best = max(self.history, key=lambda h: h["dev"]["jmasa"]["f1"]) if self.history else None
         result = {"dataset": self.s.dataset, "best_epoch": best and best["epoch"],
-                  "dev": best and best["dev"], **({"dev_by_dataset": best["dev_by_dataset"]}
-                                                  if best and "dev_by_dataset" in best else {}),
-                  "decoding": DECODING, "stop_reason": stop_reason, "seconds_this_run": seconds,
+                  "dev": best and best["dev"], "decoding": DECODING, "stop_reason": stop_reason, "seconds_this_run": seconds,
                   "train_seconds_total": sum(h["train_seconds"] + h["eval_seconds"] for h in self.history),
                   "history": self.history, "settings": json.loads(self.s.model_dump_json())}
+        if best and "dev_by_dataset" in best:
+            result["dev_by_dataset"] = best["dev_by_dataset"]
         self.s.out.mkdir(parents=True, exist_ok=True)
         with replaced_whole(self.s.out / "metrics.json") as tmp:  # its presence marks a finished run
             tmp.write_text(json.dumps(result, indent=2) + "\n")
