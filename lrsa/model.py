@@ -27,10 +27,11 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import torch
 import torch.nn.functional as F
@@ -197,6 +198,7 @@ class FusedSLM(nn.Module):
     def __init__(self, config: FusedSLMConfig, pretrained: bool = True):
         super().__init__()
         self.config = config
+        self._copies = 1  # see copies_in_batch
         self.text_encoder = _build_encoder(config, pretrained)
         dim = self.text_encoder.config.hidden_size
         self.memory_encoder: nn.Module | None = None  # None: the text encoder encodes the memories
@@ -264,12 +266,23 @@ class FusedSLM(nn.Module):
         states = encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
         return torch.cat([states[i] for i in self.memory_depths], dim=-1)
 
+    @contextmanager
+    def copies_in_batch(self, copies: int) -> Iterator[None]:
+        """The batch is `copies` stacked copies of the same posts (R-Drop): modality dropout is
+        drawn once per post, so every copy sees the same streams and differs only by dropout."""
+        self._copies = copies
+        try:
+            yield
+        finally:
+            self._copies = 1
+
     def _drop_modality(self, mask: torch.Tensor) -> torch.Tensor:
         """Training only: hide the whole stream of a random subset of posts."""
         if not self.training or self.config.modality_dropout <= 0:
             return mask
-        keep = torch.rand(mask.shape[0], device=mask.device) >= self.config.modality_dropout
-        return mask * keep[:, None].to(mask.dtype)
+        copies = self._copies
+        keep = torch.rand(mask.shape[0] // copies, device=mask.device) >= self.config.modality_dropout
+        return mask * keep.repeat(copies)[:, None].to(mask.dtype)
 
     def forward(
         self,

@@ -76,6 +76,18 @@ def test_modality_dropout_only_in_training(tiny):
     assert not torch.allclose(m(**tensors), m(**no_rationale))
 
 
+def test_stacked_copies_of_a_batch_share_their_modality_dropout(tiny):
+    model, _ = tiny
+    m = _variant(model, modality_dropout=0.5).train()
+    mask = torch.ones(64, 3, dtype=torch.long)
+    torch.manual_seed(0)
+    with m.copies_in_batch(2):
+        paired = m._drop_modality(mask)
+    assert torch.equal(paired[:32], paired[32:]) and 0 < int(paired[:, 0].sum()) < 64
+    independent = m._drop_modality(mask)  # outside the context each row draws its own
+    assert not torch.equal(independent[:32], independent[32:])
+
+
 def test_frozen_memory_encoder_gets_no_gradient(tiny):
     model, _ = tiny
     m = _variant(model, rationale_encoder="frozen")

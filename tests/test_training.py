@@ -131,6 +131,43 @@ def test_training_with_ema_and_label_smoothing_saves_the_average(tiny_data, tiny
     assert differing and all(torch.equal(saved[n], state["ema"][n]) for n in differing)
 
 
+def test_rdrop_adds_the_disagreement_of_two_dropout_draws(tiny_data, tiny_ckpt, tmp_path):
+    from training.data import make_batch
+
+    model, tokenizer = load_checkpoint(tiny_ckpt)
+    s = TrainSettings(data_dir=tiny_data, out=tmp_path, threads=1, cache_dir=None, rdrop_alpha=4.0)
+    trainer = Trainer(s, model, tokenizer)
+    tensors, _ = make_batch(trainer.train_set[:8], tokenizer, model.config)
+    labels = tensors.pop("labels")
+    plain = trainer._tag_loss(model(**tensors), labels)
+    assert torch.allclose(trainer._loss(tensors, labels), plain)  # eval mode: both draws agree, KL = 0
+    model.train()
+    losses = []
+    for alpha in (4.0, 1e-12):  # the same two dropout draws, with and without the KL's weight
+        trainer.s.rdrop_alpha = alpha
+        torch.manual_seed(1)
+        losses.append(trainer._loss(tensors, labels))
+    assert losses[0] > losses[1] + 1e-3
+    with_rdrop = _train(tiny_data, tiny_ckpt, tmp_path / "rdrop", epochs=1, rdrop_alpha=1.0)
+    assert _history(with_rdrop) == _history(_train(tiny_data, tiny_ckpt, tmp_path / "again", epochs=1, rdrop_alpha=1.0))
+    assert _history(with_rdrop) != _history(_train(tiny_data, tiny_ckpt, tmp_path / "plain", epochs=1))
+
+
+def test_layer_lr_decay_scales_each_encoder_layer_below_the_top(tiny_ckpt):
+    from training.train import _optimizer
+
+    model, _ = load_checkpoint(tiny_ckpt)  # 2 encoder layers
+    lrs = {id(p): g["lr"] for g in _optimizer(model, TrainSettings(lr=1.0, layer_lr_decay=0.5,
+                                                                   new_layer_lr_scale=5.0)).param_groups
+           for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert lrs[id(named["text_encoder.encoder.layer.1.output.dense.weight"])] == 1.0
+    assert lrs[id(named["text_encoder.encoder.layer.0.output.dense.weight"])] == 0.5
+    assert lrs[id(named["text_encoder.embeddings.word_embeddings.weight"])] == 0.25
+    assert lrs[id(named["head.weight"])] == 5.0
+    assert len({id(p) for p in model.parameters() if p.requires_grad}) == len(lrs)
+
+
 @pytest.mark.parametrize("options", [{}, EMA_AND_SMOOTHING], ids=["plain", "ema"])
 def test_a_kill_while_saving_the_state_resumes_from_the_epoch_before(tiny_data, tiny_ckpt, tmp_path, monkeypatch,
                                                                      options):

@@ -92,6 +92,8 @@ class TrainSettings(DataSettings):
                                      "(0: after the encoder only)")
     epochs: int = Field(10, description="maximum epochs (the learning rate decays to 0 over them)")
     lr: float = Field(1e-4, description="peak learning rate of the pretrained encoder")
+    layer_lr_decay: float = Field(1.0, gt=0.0, le=1.0, description="each text-encoder layer below the "
+                                  "top trains at this factor of the one above (1: one rate for all)")
     new_layer_lr_scale: float = Field(5.0, description="learning-rate multiplier of the freshly "
                                       "initialised layers (fusion, head)")
     batch_size: int = Field(16, description="posts per step")
@@ -110,6 +112,8 @@ class TrainSettings(DataSettings):
     ema_decay: float | None = Field(None, gt=0.0, lt=1.0, description="evaluate and save an exponential "
                                     "moving average of the weights with this decay per step "
                                     "(0.995 measured on Twitter-2017)")
+    rdrop_alpha: float = Field(0.0, ge=0.0, description="R-Drop: weight of the symmetric KL between two "
+                               "dropout draws of each batch (0: off; each step then costs about twice)")
     cache_dir: Path | None = Field(Path("runs/cache"), description="where frozen-encoder rationale "
                                    "states are kept for reuse across runs")
     fresh: bool = Field(False, description="ignore OUT/train_state and start over (default: resume)")

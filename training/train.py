@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_model
 from tqdm import tqdm
 
+from lrsa.labels import IGNORE_INDEX
 from lrsa.model import FusedSLM, FusedSLMConfig, default_text_encoder, save_checkpoint
 from training.atomic import replaced_whole
 from training.data import MemoryCache, make_batch
@@ -53,15 +55,26 @@ def build_model(s: TrainSettings) -> tuple[FusedSLM, object]:
     return FusedSLM(config), AutoTokenizer.from_pretrained(config.text_encoder)
 
 
+def _encoder_depth(name: str, layers: int) -> int:
+    """0 for the text encoder's embeddings, i + 1 for its layer i."""
+    parts = name.split(".")
+    return int(parts[3]) + 1 if parts[1:3] == ["encoder", "layer"] else 0 if parts[1] == "embeddings" else layers
+
+
 def _optimizer(model: FusedSLM, s: TrainSettings) -> torch.optim.Optimizer:
-    pretrained, fresh = [], []
+    """AdamW: the pretrained encoder at `lr` (each layer below the top scaled down by
+    `layer_lr_decay`), the fresh layers at `lr * new_layer_lr_scale`."""
+    layers = model.text_encoder.config.num_hidden_layers
+    groups: dict[float, list] = {}
     for name, p in model.named_parameters():
-        if p.requires_grad:
-            (pretrained if name.startswith("text_encoder.") or name.startswith("memory_encoder.")
-             else fresh).append(p)
-    return torch.optim.AdamW([{"params": pretrained, "lr": s.lr},
-                              {"params": fresh, "lr": s.lr * s.new_layer_lr_scale}],
-                             weight_decay=s.weight_decay)
+        if not p.requires_grad:
+            continue
+        if name.startswith(("text_encoder.", "memory_encoder.")):
+            lr = s.lr * s.layer_lr_decay ** (layers - _encoder_depth(name, layers))
+        else:
+            lr = s.lr * s.new_layer_lr_scale
+        groups.setdefault(lr, []).append(p)
+    return torch.optim.AdamW([{"params": ps, "lr": lr} for lr, ps in groups.items()], weight_decay=s.weight_decay)
 
 
 class Trainer:
@@ -149,10 +162,7 @@ class Trainer:
             idx = order[i:i + self.s.batch_size].tolist()
             tensors, _ = make_batch([self.train_set[j] for j in idx], self.tokenizer, self.model.config,
                                     self.train_cache, idx)
-            labels = tensors.pop("labels")
-            logits = self.model(**tensors)
-            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100,
-                                                     label_smoothing=self.s.label_smoothing)
+            loss = self._loss(tensors, tensors.pop("labels"))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.optimizer.step()
@@ -166,6 +176,23 @@ class Trainer:
                 out_of_time = True
                 break
         return float(np.mean(losses)), out_of_time
+
+    def _tag_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX,
+                               label_smoothing=self.s.label_smoothing)
+
+    def _loss(self, tensors: dict, labels: torch.Tensor) -> torch.Tensor:
+        """The tag loss; with R-Drop, over two dropout draws of the batch (stacked into one
+        forward pass) plus their symmetric KL divergence on the labelled tokens."""
+        if not self.s.rdrop_alpha:
+            return self._tag_loss(self.model(**tensors), labels)
+        with self.model.copies_in_batch(2):
+            first, second = self.model(**{k: torch.cat([v, v]) for k, v in tensors.items()}).chunk(2)
+        tagged = labels != IGNORE_INDEX
+        p, q = first[tagged].log_softmax(-1), second[tagged].log_softmax(-1)
+        kl = (F.kl_div(p, q, log_target=True, reduction="batchmean")
+              + F.kl_div(q, p, log_target=True, reduction="batchmean")) / 2
+        return (self._tag_loss(first, labels) + self._tag_loss(second, labels)) / 2 + self.s.rdrop_alpha * kl
 
     def _evaluated_weights(self) -> contextlib.AbstractContextManager:
         """The weights that are evaluated and saved: the moving average where one is kept."""
