@@ -56,9 +56,12 @@ def build_model(s: TrainSettings) -> tuple[FusedSLM, object]:
 
 
 def _encoder_depth(name: str, layers: int) -> int:
-    """0 for the text encoder's embeddings, i + 1 for its layer i."""
+    """Depth of an encoder parameter (BERT names): 0 for the embeddings, i + 1 for layer i, and
+    the top (`layers`) for anything else."""
     parts = name.split(".")
-    return int(parts[3]) + 1 if parts[1:3] == ["encoder", "layer"] else 0 if parts[1] == "embeddings" else layers
+    if parts[1:3] == ["encoder", "layer"]:
+        return int(parts[3]) + 1
+    return 0 if parts[1] == "embeddings" else layers
 
 
 def _optimizer(model: FusedSLM, s: TrainSettings) -> torch.optim.Optimizer:
