@@ -68,16 +68,17 @@ def _optimizer(model: FusedSLM, s: TrainSettings) -> torch.optim.Optimizer:
     """AdamW: the pretrained encoder at `lr` (each layer below the top scaled down by
     `layer_lr_decay`), the fresh layers at `lr * new_layer_lr_scale`."""
     layers = model.text_encoder.config.num_hidden_layers
-    groups: dict[float, list] = {}
+    groups: dict[tuple[bool, float], list] = {}  # (fresh, lr): pretrained and fresh never share a group
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         if name.startswith(("text_encoder.", "memory_encoder.")):
-            lr = s.lr * s.layer_lr_decay ** (layers - _encoder_depth(name, layers))
+            key = (False, s.lr * s.layer_lr_decay ** (layers - _encoder_depth(name, layers)))
         else:
-            lr = s.lr * s.new_layer_lr_scale
-        groups.setdefault(lr, []).append(p)
-    return torch.optim.AdamW([{"params": ps, "lr": lr} for lr, ps in groups.items()], weight_decay=s.weight_decay)
+            key = (True, s.lr * s.new_layer_lr_scale)
+        groups.setdefault(key, []).append(p)
+    return torch.optim.AdamW([{"params": ps, "lr": lr} for (_, lr), ps in groups.items()],
+                             weight_decay=s.weight_decay)
 
 
 class Trainer:
