@@ -14,7 +14,8 @@ from typing import Sequence
 import numpy as np
 
 SENTIMENTS = ("POS", "NEU", "NEG")
-LABELS = ("O",) + tuple(f"{bio}-{s}" for s in SENTIMENTS for bio in ("B", "I"))
+ROLES = ("O", "B", "I")
+LABELS = ("O",) + tuple(f"{bio}-{s}" for s in SENTIMENTS for bio in ROLES[1:])
 NUM_LABELS = len(LABELS)
 LABEL_TO_ID = {label: i for i, label in enumerate(LABELS)}
 # each sentiment's B and I columns, in SENTIMENTS order

@@ -39,7 +39,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
-from lrsa.labels import NUM_LABELS
+from lrsa.labels import NUM_LABELS, ROLES, SENTIMENTS
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -78,6 +78,11 @@ class FusedSLMConfig:
     dropout: float = 0.1
     modality_dropout: float = 0.3  # per stream and post, in training only
     num_labels: int = NUM_LABELS
+    # "joint": one linear layer scores the 7 tags. "factorized": one scores the role (O/B/I),
+    # another the sentiment, and a tag's log-probability is their sum (so the sentiment classifier
+    # learns from aspect words only). "attention": factorized, and the sentiment layer reads a
+    # self-attention over the post first (started from the encoder's last self-attention).
+    sentiment_head: Literal["joint", "factorized", "attention"] = "joint"
     encoder_config: dict[str, Any] | None = None  # the text encoder's HF config, filled on build
 
     @property
@@ -212,7 +217,34 @@ class FusedSLM(nn.Module):
         if config.use_image_features:
             self.image_proj = nn.Sequential(nn.Linear(config.image_feature_dim, dim), nn.LayerNorm(dim))
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(dim, config.num_labels)
+        self._add_head(dim)
+
+    def _add_head(self, dim: int) -> None:
+        if self.config.sentiment_head == "joint":
+            self.head = nn.Linear(dim, self.config.num_labels)
+            return
+        self.head = nn.Linear(dim, len(ROLES))  # roles; the sentiment has its own layer
+        self.sentiment = nn.Linear(dim, len(SENTIMENTS))
+        if self.config.sentiment_head == "attention":
+            heads = self.text_encoder.config.num_attention_heads
+            self.sentiment_attention = CrossAttention(dim, heads, self.config.dropout)
+            self.sentiment_norm = nn.LayerNorm(dim)
+            layers = getattr(getattr(self.text_encoder, "encoder", None), "layer", None)
+            if isinstance(layers, nn.ModuleList):  # BERT-style: start from its top self-attention
+                _copy_self_attention(self.sentiment_attention, layers[-1])
+
+    def _tag_logits(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, T, NUM_LABELS]. Factorized heads give log p(role) + log p(sentiment) per tag, so
+        a softmax over them is exactly p(role) * p(sentiment) and decoding is unchanged."""
+        if self.config.sentiment_head == "joint":
+            return self.head(self.dropout(h))
+        roles = self.head(self.dropout(h)).log_softmax(-1)
+        if self.config.sentiment_head == "attention":
+            h = self.sentiment_norm(h + self.sentiment_attention(h, h, attention_mask))
+        sentiments = self.sentiment(self.dropout(h)).log_softmax(-1)
+        o, b, i = roles.unbind(-1)
+        tags = [o] + [role + sentiments[..., k] for k in range(len(SENTIMENTS)) for role in (b, i)]
+        return torch.stack(tags, dim=-1)  # the order of lrsa.labels.LABELS
 
     @property
     def memory_depths(self) -> list[int]:
@@ -321,7 +353,7 @@ class FusedSLM(nn.Module):
                 image_desc_states, image_features, image_mask))
         else:
             h = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.head(self.dropout(h))
+        return self._tag_logits(h, attention_mask)
 
     def _encode_dual(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, memories: Memories) -> torch.Tensor:
         """The text encoder (its inner fusions' hooks read `memories`), then the fusion after it."""

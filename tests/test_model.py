@@ -88,6 +88,23 @@ def test_stacked_copies_of_a_batch_share_their_modality_dropout(tiny):
     assert not torch.equal(independent[:32], independent[32:])
 
 
+@pytest.mark.parametrize("head", ["factorized", "attention"])
+def test_factorized_heads_give_role_times_sentiment(tiny, head):
+    model, tok = tiny
+    m = _variant(model, sentiment_head=head).eval()
+    tensors, _ = encode_batch(tok, m.config, TEXTS, ["a good guy", None], None)
+    probs = m(**tensors).softmax(-1)
+    o, b, i = probs[..., 0], probs[..., [1, 3, 5]], probs[..., [2, 4, 6]]  # B-/I- of POS, NEU, NEG
+    roles = torch.stack([o, b.sum(-1), i.sum(-1)], dim=-1)
+    sentiment_b, sentiment_i = b / roles[..., 1:2], i / roles[..., 2:3]
+    assert torch.allclose(sentiment_b, sentiment_i, atol=1e-5)  # one sentiment per word, for B and I
+    assert not torch.allclose(sentiment_b, sentiment_b[..., :1].expand_as(sentiment_b))
+    loss = torch.nn.functional.cross_entropy(m.train()(**tensors).flatten(0, 1), torch.zeros(2 * probs.shape[1],
+                                             dtype=torch.long))  # every word O
+    loss.backward()
+    assert m.sentiment.weight.grad.abs().max() < 1e-6  # O words teach no sentiment
+
+
 def test_frozen_memory_encoder_gets_no_gradient(tiny):
     model, _ = tiny
     m = _variant(model, rationale_encoder="frozen")

@@ -90,6 +90,10 @@ class TrainSettings(DataSettings):
     inner_fusion_layers: int = Field(3, ge=0, description="dual only: also fuse the rationale and image "
                                      "streams before each of the text encoder's last N layers "
                                      "(0: after the encoder only)")
+    sentiment_head: Literal["joint", "factorized", "attention"] = Field(
+        "joint", description="tag head: one layer over the 7 tags (joint); role and sentiment "
+        "scored apart and multiplied (factorized); the same with a self-attention over the post "
+        "before the sentiment layer (attention)")
     epochs: int = Field(10, description="maximum epochs (the learning rate decays to 0 over them)")
     lr: float = Field(1e-4, description="peak learning rate of the pretrained encoder")
     layer_lr_decay: float = Field(1.0, gt=0.0, le=1.0, description="each text-encoder layer below the "
@@ -129,6 +133,10 @@ class AblationSettings(LrsaSettings):
     variants: str = Field("all", description="comma-separated variant names, or all")
     seeds: str = Field("13,21,42", description="comma-separated seeds")
     out: Path = Field(Path("runs/ablations"), description="one run folder per dataset/variant/seed")
+    sentiment_head: Literal["joint", "factorized", "attention"] = Field(
+        "joint", description="tag head: one layer over the 7 tags (joint); role and sentiment "
+        "scored apart and multiplied (factorized); the same with a self-attention over the post "
+        "before the sentiment layer (attention)")
     epochs: int = Field(10, description="maximum epochs per run")
     max_minutes: float | None = Field(None, description="time budget per run")
     threads: int = Field(2, description="torch CPU threads")

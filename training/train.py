@@ -51,7 +51,7 @@ def build_model(s: TrainSettings) -> tuple[FusedSLM, object]:
         text_encoder=s.text_encoder or default_text_encoder(), rationale_encoder=s.rationale_encoder,
         fusion=s.fusion, max_text_len=s.max_text_len, max_rationale_len=s.max_rationale_len,
         max_description_len=s.max_description_len, modality_dropout=s.modality_dropout, dropout=s.dropout,
-        inner_fusion_layers=s.inner_fusion_layers)
+        inner_fusion_layers=s.inner_fusion_layers, sentiment_head=s.sentiment_head)
     return FusedSLM(config), AutoTokenizer.from_pretrained(config.text_encoder)
 
 
