@@ -24,10 +24,10 @@ config inside, so no pretrained weights are needed to load) + the tokenizer file
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import json
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
@@ -229,9 +229,8 @@ class FusedSLM(nn.Module):
             heads = self.text_encoder.config.num_attention_heads
             self.sentiment_attention = CrossAttention(dim, heads, self.config.dropout)
             self.sentiment_norm = nn.LayerNorm(dim)
-            layers = getattr(getattr(self.text_encoder, "encoder", None), "layer", None)
-            if isinstance(layers, nn.ModuleList):  # BERT-style: start from its top self-attention
-                _copy_self_attention(self.sentiment_attention, layers[-1])
+            with contextlib.suppress(ValueError):  # BERT-style: start from its top self-attention
+                _copy_self_attention(self.sentiment_attention, _encoder_layers(self.text_encoder)[-1])
 
     def _tag_logits(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """[B, T, NUM_LABELS]. Factorized heads give log p(role) + log p(sentiment) per tag, so
@@ -298,7 +297,7 @@ class FusedSLM(nn.Module):
         states = encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
         return torch.cat([states[i] for i in self.memory_depths], dim=-1)
 
-    @contextmanager
+    @contextlib.contextmanager
     def copies_in_batch(self, copies: int) -> Iterator[None]:
         """The batch is `copies` stacked copies of the same posts (R-Drop): modality dropout is
         drawn once per post, so every copy sees the same streams and differs only by dropout."""
@@ -312,9 +311,8 @@ class FusedSLM(nn.Module):
         """Training only: hide the whole stream of a random subset of posts."""
         if not self.training or self.config.modality_dropout <= 0:
             return mask
-        copies = self._copies
-        keep = torch.rand(mask.shape[0] // copies, device=mask.device) >= self.config.modality_dropout
-        return mask * keep.repeat(copies)[:, None].to(mask.dtype)
+        keep = torch.rand(mask.shape[0] // self._copies, device=mask.device) >= self.config.modality_dropout
+        return mask * keep.repeat(self._copies)[:, None].to(mask.dtype)
 
     def forward(
         self,

@@ -133,10 +133,6 @@ class AblationSettings(LrsaSettings):
     variants: str = Field("all", description="comma-separated variant names, or all")
     seeds: str = Field("13,21,42", description="comma-separated seeds")
     out: Path = Field(Path("runs/ablations"), description="one run folder per dataset/variant/seed")
-    sentiment_head: Literal["joint", "factorized", "attention"] = Field(
-        "joint", description="tag head: one layer over the 7 tags (joint); role and sentiment "
-        "scored apart and multiplied (factorized); the same with a self-attention over the post "
-        "before the sentiment layer (attention)")
     epochs: int = Field(10, description="maximum epochs per run")
     max_minutes: float | None = Field(None, description="time budget per run")
     threads: int = Field(2, description="torch CPU threads")
