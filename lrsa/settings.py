@@ -62,20 +62,47 @@ def add_settings_flags(parser: argparse.ArgumentParser, cls: type[BaseSettings],
                        fields: list[str] | None = None) -> None:
     """One `--field-name` flag per settings field (default None, so env vars and defaults apply).
 
-    bool -> --flag/--no-flag; Literal -> choices; Optional[X] -> X. Fields of other shapes
-    (dicts, lists) are left to env vars.
+    bool -> a pair of flags that say what they set: for a field `x`, `--x` sets True and `--no-x`
+    False; for a field named `no_x`, `--no-x` sets True and `--x` False (argparse's
+    BooleanOptionalAction would read `--no-x` as the negative of `--x`, so `--no-rationale` set
+    no_rationale=False). Literal -> choices; Optional[X] -> X. Fields of other shapes (dicts,
+    lists) are left to env vars. Help text is escaped for argparse's %-formatting.
     """
-    for name in fields or list(cls.model_fields):
+    names = list(cls.model_fields)
+    for name in fields or names:
         kind, choices = _flag_type(cls.model_fields[name].annotation)
         if kind is None:
             continue
         flag = "--" + name.replace("_", "-")
+        help_text = field_help(cls, name).replace("%", "%%")
         if kind is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
-                                help=field_help(cls, name))
+            positive = name[3:] if name.startswith("no_") else None
+            if positive and positive not in names:  # `--no-x` True, `--x` False
+                flags = {flag: True, "--" + positive.replace("_", "-"): False}
+            else:  # `--x` True, `--no-x` False
+                flags = {flag: True, "--no-" + flag[2:]: False}
+            parser.add_argument(*flags, dest=name, action=_BoolFlag, values=flags, settings_cls=cls,
+                                default=None, help=help_text)
         else:
             parser.add_argument(flag, dest=name, type=kind, choices=choices, default=None,
-                                metavar=None if choices else name.upper(), help=field_help(cls, name))
+                                metavar=None if choices else name.upper(), help=help_text)
+
+
+class _BoolFlag(argparse.Action):
+    """A flag pair of one boolean setting: each option string sets the value it is mapped to.
+    `settings_cls` is the settings class whose field `dest` the flag mirrors."""
+
+    def __init__(self, option_strings: list[str], dest: str, values: dict[str, bool],
+                 settings_cls: type[BaseSettings], default: Any = None, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+        self.values, self.settings_cls = values, settings_cls
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, self.values[option_string])
+
+    def format_usage(self) -> str:
+        return " | ".join(self.option_strings)
 
 
 def _flag_type(annotation: Any) -> tuple[type | None, tuple | None]:
