@@ -70,30 +70,20 @@ def ensure_checkpoint(s: DemoSettings) -> Path:
 
 
 def run_demo(s: DemoSettings, checkpoint: Path, tmp: Path) -> int:
-    from serving.triton_server import TritonServer, render_repository
-    from workers.kafka_stack import KafkaStack, create_topics
+    from lrsa_cli.stack import local_stack
+    from workers.kafka_stack import create_topics
 
     topics = {"input": "demo.posts", "output": "demo.results", "dlq": "demo.posts.dlq"}
-    kafka = KafkaStack(tmp / "kafka", port=0)
-    triton = TritonServer(render_repository(tmp / "repo", checkpoint), http_port=0, grpc_port=0,
-                          metrics_port=0, workdir=tmp / "triton")
-    try:
-        print("[demo] starting Apache Kafka (KRaft, loopback)", flush=True)
-        bootstrap = kafka.up()
+    with local_stack(tmp, checkpoint, say=lambda m: print(f"[demo] {m}", flush=True)) as stack:
+        bootstrap = stack.bootstrap
         create_topics(bootstrap, list(topics.values()), s.partitions)
-        print("[demo] starting tritonserver with the fused SLM", flush=True)
-        triton.start()
         _lrsa("produce", "--file", str(s.posts), "--topic", topics["input"], "--bootstrap-servers", bootstrap)
         print("[demo] running the worker until the input is drained", flush=True)
         _lrsa("run", "--bootstrap-servers", bootstrap, "--input-topic", topics["input"],
               "--output-topic", topics["output"], "--dlq-topic", topics["dlq"], "--group-id", "demo",
               "--score-enabled", "--rationale-enabled" if s.rationale else "--no-rationale-enabled",
-              "--metrics-port", "0", "--exit-when-idle", str(s.idle_s),
-              env={"LRSA_SCORER_URL": triton.grpc_url, "LRSA_SCORER_CHECKPOINT": str(checkpoint)})
+              "--metrics-port", "0", "--exit-when-idle", str(s.idle_s), env=stack.scorer_env)
         print_outputs(bootstrap, topics, s.posts)
-    finally:
-        triton.stop()
-        kafka.down()
     return 0
 
 
@@ -123,8 +113,10 @@ def print_outputs(bootstrap: str, topics: dict[str, str], posts_file: Path) -> N
             texts[json.loads(line)["id"]] = json.loads(line)["text"]
         except (ValueError, KeyError, TypeError):
             pass
-    results = _read(bootstrap, topics["output"])
-    dead = _read(bootstrap, topics["dlq"])
+    from lrsa_cli.stack import read_topic
+
+    results = read_topic(bootstrap, topics["output"])
+    dead = read_topic(bootstrap, topics["dlq"])
     print(f"\n=== {len(results)} results on {topics['output']} ===")
     for r in sorted(results, key=lambda r: r["post_id"]):
         print(f"\n{r['post_id']}: {texts.get(r['post_id'], '')}")
@@ -138,14 +130,3 @@ def print_outputs(bootstrap: str, topics: dict[str, str], posts_file: Path) -> N
     for d in dead:
         raw = base64.b64decode(d["original_b64"])[:60]
         print(f"   {d['error']['reason']:18} {d['error']['message'][:70]!s:72} {raw!r}")
-
-
-def _read(bootstrap: str, topic: str) -> list[dict]:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=3000, group_id=None)
-    try:
-        return [json.loads(m.value) for m in consumer]
-    finally:
-        consumer.close()

@@ -15,6 +15,7 @@ from lrsa.settings import SettingsError
 COMMAND_MODULES = [
     "lrsa.cli",                  # schemas
     "lrsa_cli.demo",             # demo
+    "lrsa_cli.live_quality",     # bench live-quality
     "lrsa_cli.reference",        # config-reference
     "lrsa.rationale.cli",        # bench rationale
     "workers.cli",               # run, produce, stack, bench pipeline

@@ -99,12 +99,18 @@ def pipeline_run(s: BenchSettings, in_topic: str, out_topic: str, dlq: str, n: i
                            "rationale_enabled": False, "score_enabled": False})
     p = Pipeline(ws)
     assert p.run() == 0
-    finals = p.final_statuses
-    consumed = sum(st["consumed"] for st in finals)
+    consumed = sum(st["consumed"] for st in p.final_statuses)
     assert consumed == n, f"pipeline consumed {consumed} of {n}"
+    return posts_per_s(p.final_statuses)
+
+
+def posts_per_s(finals: list[dict[str, Any]]) -> float:
+    """Posts consumed / (first record fetched -> last commit done), over the ingest actors'
+    final statuses: start-up is not counted."""
+    consumed = sum(st["consumed"] for st in finals)
     first = min(st["first_record_at"] for st in finals if st["first_record_at"])
     last = max(st["last_commit_at"] for st in finals if st["last_commit_at"])
-    return n / (last - first)
+    return consumed / (last - first)
 
 
 def tree_rss(pid: int) -> int:
