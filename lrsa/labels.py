@@ -82,7 +82,13 @@ def span_sentiment(probs: np.ndarray, start: int, end: int) -> tuple[str, float]
     Sums each sentiment's B and I probabilities per word, averages over the span's words and
     takes the best: the tagger's own opinion about that span's sentiment.
     """
-    per_sentiment = (probs[start:end, _B] + probs[start:end, _I]).mean(axis=0)
+    return words_sentiment(probs, range(start, end))
+
+
+def words_sentiment(probs: np.ndarray, words: Sequence[int]) -> tuple[str, float]:
+    """`span_sentiment` over any set of words, e.g. every mention of one target."""
+    words = list(words)
+    per_sentiment = (probs[words][:, _B] + probs[words][:, _I]).mean(axis=0)
     best = int(per_sentiment.argmax())
     return SENTIMENTS[best], float(per_sentiment[best] / max(per_sentiment.sum(), 1e-9))
 

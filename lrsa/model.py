@@ -84,6 +84,9 @@ class FusedSLMConfig:
     # self-attention over the post first (started from the encoder's last self-attention).
     sentiment_head: Literal["joint", "factorized", "attention"] = "joint"
     encoder_config: dict[str, Any] | None = None  # the text encoder's HF config, filled on build
+    # temperature and bias of the aspect confidences (lrsa.calibration), fitted on dev after
+    # training; None: raw confidences
+    confidence_calibration: dict[str, float] | None = None
 
     @property
     def share_rationale_encoder(self) -> bool:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from lrsa.calibration import ConfidenceCalibration
 from lrsa.labels import LABEL_TO_ID, NUM_LABELS, SENTIMENT_NAMES, decode_spans
 from lrsa.model import FusedSLM, FusedSLMConfig, load_checkpoint
 from lrsa.schemas import Aspect
@@ -112,18 +113,20 @@ def word_probabilities(logits: torch.Tensor | np.ndarray, first_token: Sequence[
 
 
 def decode_batch(logits: torch.Tensor | np.ndarray, meta: Sequence[PostMeta],
-                 texts: Sequence[str]) -> list[list[Aspect]]:
+                 texts: Sequence[str], calibration: ConfidenceCalibration | None = None) -> list[list[Aspect]]:
     """Tag logits [B, T, NUM_LABELS] -> per post, its aspects with character offsets into the
-    raw text, sentiment and confidence (see `lrsa.labels.decode_spans`)."""
+    raw text, sentiment and confidence (see `lrsa.labels.decode_spans`; read through the
+    checkpoint's `calibration` where it has one)."""
     results = []
     for row, m, text in zip(logits, meta, texts):
         probs = word_probabilities(row, m.first_token)
         aspects = []
         for span in decode_spans(probs):
             start, end = m.words[span.start][1], m.words[span.end - 1][2]
+            confidence = calibration(span.confidence) if calibration else span.confidence
             aspects.append(Aspect(term=text[start:end], start=start, end=end,
                                   sentiment=SENTIMENT_NAMES[span.sentiment],
-                                  confidence=min(max(span.confidence, 0.0), 1.0)))
+                                  confidence=min(max(confidence, 0.0), 1.0)))
         results.append(aspects)
     return results
 
@@ -133,6 +136,7 @@ class Predictor:
 
     def __init__(self, model: FusedSLM, tokenizer: PreTrainedTokenizerBase, device: str = "cpu"):
         self.model, self.tokenizer, self.device = model.eval(), tokenizer, device
+        self.calibration = ConfidenceCalibration.from_dict(model.config.confidence_calibration)
 
     @classmethod
     def from_checkpoint(cls, directory: str | Path, device: str = "cpu") -> Predictor:
@@ -150,5 +154,5 @@ class Predictor:
                                          rationales[part] if rationales else None,
                                          image_descriptions[part] if image_descriptions else None)
             logits = self.model(**{k: v.to(self.device) for k, v in tensors.items()})
-            out.extend(decode_batch(logits, meta, texts[part]))
+            out.extend(decode_batch(logits, meta, texts[part], self.calibration))
         return out

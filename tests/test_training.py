@@ -258,7 +258,7 @@ def test_eval_command_on_test_split_is_deterministic(tiny_data, tiny_ckpt, capsy
     first = json.loads(capsys.readouterr().out)
     assert first["posts"] == 8 and set(first) >= {"jmasa", "mate", "masc"}
     assert set(first["jmasa"]) == {"precision", "recall", "f1"}
-    assert set(first["masc"]) == {"accuracy", "macro_f1"}
+    assert set(first["masc"]) == {"accuracy", "macro_f1", "recall_neg", "recall_neu", "recall_pos"}
     assert _run_cli(argv + ["--no-rationale"]) == 0
     capsys.readouterr()
     assert _run_cli(argv) == 0

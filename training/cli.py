@@ -9,7 +9,7 @@ from lrsa.settings import add_settings_flags, settings_from_args
 
 
 def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
-    from training.settings import AblationSettings, EvalSettings, TrainSettings
+    from training.settings import AblationSettings, CalibrateSettings, EvalSettings, TrainSettings
 
     p = sub.add_parser("train", help="train the fused SLM on a MABSA benchmark")
     add_settings_flags(p, TrainSettings)
@@ -19,6 +19,12 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     add_settings_flags(p, EvalSettings)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("calibrate", help="fit a checkpoint's confidence calibration on dev; ECE and "
+                       "reliability table before and after")
+    add_settings_flags(p, CalibrateSettings)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_calibrate)
 
     p = sub.add_parser("ablations", help="run the ablation grid (variants x seeds x datasets)")
     add_settings_flags(p, AblationSettings)
@@ -44,6 +50,23 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"{result['dataset']} {result['split']} ({result['posts']} posts): "
               f"JMASA F1 {result['jmasa']['f1']:.2f}  MATE F1 {result['mate']['f1']:.2f}  "
               f"MASC acc {result['masc']['accuracy']:.2f} / macro-F1 {result['masc']['macro_f1']:.2f}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import torch
+
+    from lrsa.model import load_checkpoint
+    from training.calibrate import aspect_outcomes, calibration_report, format_table, store_calibration
+    from training.settings import CalibrateSettings
+
+    s = settings_from_args(CalibrateSettings, args)
+    torch.set_num_threads(s.threads)
+    model, tokenizer = load_checkpoint(s.checkpoint)
+    calibration, report = calibration_report(aspect_outcomes(model, tokenizer, s.load(s.split), s.batch_size))
+    if s.write:
+        store_calibration(s.checkpoint, calibration)
+    print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0
 
 

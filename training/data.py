@@ -34,6 +34,9 @@ class Example:
     description: str | None = None  # the LLM's image description: stands in for the image
     rationale: str | None = None  # post-level text rationale
     terms: list[str] = field(default_factory=list)  # gold aspect terms (for masking them)
+    # True: only the spans are labelled (targeted-sentiment data); other words are not "O" but
+    # unknown, so the loss ignores them. False: every word outside the spans is "O".
+    partial: bool = False
 
 
 def _stem(image_id: str) -> str:
@@ -138,8 +141,9 @@ def make_batch(examples: list[Example], tokenizer, config, cache: MemoryCache | 
                                         [e.description for e in examples])
     labels = torch.full_like(tensors["input_ids"], IGNORE_INDEX)
     for row, (ex, firsts) in enumerate(zip(examples, first_token)):
+        inside = {w for start, end, _ in ex.spans for w in range(start, end)}
         for word, tag in enumerate(spans_to_tags(len(ex.words), ex.spans)):
-            if firsts[word] >= 0:
+            if firsts[word] >= 0 and (word in inside or not ex.partial):
                 labels[row, firsts[word]] = tag
     tensors["labels"] = labels
     if cache is not None and indices is not None:

@@ -4,7 +4,8 @@
   match a gold pair of the same post; micro precision / recall / F1 over all posts.
 - MATE: the same on spans alone.
 - MASC: over the GOLD aspects, the predicted sentiment of each one: accuracy and macro-F1 over
-  the three classes.
+  the three classes, and each class's recall (`recall_neg` first: the one brand teams page on).
+  Targeted-sentiment data (one labelled target per tweet) is scored the same way.
 Spans are (start, end) word indices, end exclusive. Scores are percentages.
 """
 
@@ -37,17 +38,19 @@ def mate(gold: Sequence[Sequence[Pair]], pred: Sequence[Sequence[Pair]]) -> dict
 
 
 def masc(gold: Sequence[str], pred: Sequence[str]) -> dict[str, float]:
-    """Sentiment of gold aspects: accuracy and macro-F1 (classes absent from both count 0)."""
+    """Sentiment of gold aspects: accuracy, macro-F1 (classes absent from both count 0) and
+    each class's recall (0 for a class with no gold aspect)."""
     if len(gold) != len(pred):
         raise ValueError("one predicted sentiment per gold aspect is needed")
-    if not gold:
-        return {"accuracy": 0.0, "macro_f1": 0.0}
-    acc = sum(g == p for g, p in zip(gold, pred)) / len(gold)
-    f1s = []
+    out = {"accuracy": 100 * sum(g == p for g, p in zip(gold, pred)) / len(gold) if gold else 0.0}
+    f1s, recalls = [], {}
     for c in SENTIMENTS:
         tp = sum(g == c and p == c for g, p in zip(gold, pred))
-        f1s.append(prf(tp, sum(p == c for p in pred), sum(g == c for g in gold))["f1"])
-    return {"accuracy": 100 * acc, "macro_f1": sum(f1s) / len(f1s)}
+        scores = prf(tp, sum(p == c for p in pred), sum(g == c for g in gold))
+        f1s.append(scores["f1"])
+        recalls[f"recall_{c.lower()}"] = scores["recall"]
+    out["macro_f1"] = sum(f1s) / len(f1s)
+    return {**out, **{k: recalls[k] for k in ("recall_neg", "recall_neu", "recall_pos")}}
 
 
 def mabsa_metrics(gold: Sequence[Sequence[Pair]], pred: Sequence[Sequence[Pair]],

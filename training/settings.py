@@ -3,6 +3,7 @@ CLI builds its flags from these classes without loading torch."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +14,9 @@ from pydantic_settings import SettingsConfigDict
 from lrsa.rationale.config import RationaleSettings
 from lrsa.settings import LrsaSettings, data_dir_field
 from training.data import DATASETS, Example, RationaleSource, load_split
+from training.tsa import DEFAULT_TSA_DIR, load_tsa
+
+log = logging.getLogger(__name__)
 
 
 class DataSettings(LrsaSettings):
@@ -31,6 +35,9 @@ class DataSettings(LrsaSettings):
                                         "rationale batch job (joined by image_id); overrides the reasons")
     limit: int | None = Field(None, description="use only the first N posts of each split (smoke tests)")
     threads: int = Field(2, description="torch CPU threads")
+    tsa_dir: Path | None = Field(DEFAULT_TSA_DIR, validation_alias="LRSA_TSA_DIR", description=(
+        "folder with the targeted-sentiment tweets (Dong et al. 2014, train.raw; dev split cut off it, "
+        "see training/tsa.py); none or absent: not used"))
 
     @field_validator("dataset")
     @classmethod
@@ -57,6 +64,15 @@ class DataSettings(LrsaSettings):
         """The split of every dataset named, one after the other."""
         return [ex for examples in self.load_each(split).values() for ex in examples]
 
+    def load_tsa(self, split: str) -> list[Example]:
+        """The targeted-sentiment split, or [] (logged) when its file is absent."""
+        if self.tsa_dir is None:
+            return []
+        if not (self.tsa_dir / "train.raw").exists():
+            log.warning("no targeted-sentiment data at %s: skipped", self.tsa_dir)
+            return []
+        return load_tsa(split, self.tsa_dir, self.limit)
+
 
 class EvalSettings(DataSettings):
     """`lrsa eval` (env LRSA_EVAL_<FIELD>)."""
@@ -73,6 +89,17 @@ class EvalSettings(DataSettings):
         if "," in spec:
             raise ValueError("eval scores one dataset at a time: run it once per dataset")
         return spec
+
+
+class CalibrateSettings(DataSettings):
+    """`lrsa calibrate` (env LRSA_CALIBRATE_<FIELD>)."""
+
+    model_config = SettingsConfigDict(env_prefix="LRSA_CALIBRATE_")
+
+    checkpoint: Path = Field(Path("checkpoints/lrsa-twitter2015"), description="checkpoint folder")
+    split: str = Field("dev", description="split to fit on: dev (or train)")
+    batch_size: int = Field(64, description="posts per forward pass")
+    write: bool = Field(True, description="store the fitted calibration in the checkpoint's config.json")
 
 
 class TrainSettings(DataSettings):
@@ -116,8 +143,14 @@ class TrainSettings(DataSettings):
     ema_decay: float | None = Field(None, gt=0.0, lt=1.0, description="evaluate and save an exponential "
                                     "moving average of the weights with this decay per step "
                                     "(0.995 measured on Twitter-2017)")
+    tsa_ratio: float = Field(0.0, ge=0.0, description="targeted-sentiment tweets drawn afresh each epoch, "
+                             "as a multiple of the MABSA training posts (0: none; at most all of them)")
+    tsa_loss_weight: float = Field(1.0, ge=0.0, description="weight of a targeted-sentiment word in the "
+                                   "tag loss against a MABSA word's 1")
     rdrop_alpha: float = Field(0.0, ge=0.0, description="R-Drop: weight of the symmetric KL between two "
                                "dropout draws of each batch (0: off; each step then costs about twice)")
+    calibrate: bool = Field(True, description="after training, fit the confidence calibration of the best "
+                            "checkpoint on dev and store it with the checkpoint (training/calibrate.py)")
     cache_dir: Path | None = Field(Path("runs/cache"), description="where frozen-encoder rationale "
                                    "states are kept for reuse across runs")
     fresh: bool = Field(False, description="ignore OUT/train_state and start over (default: resume)")

@@ -27,7 +27,7 @@ from lrsa.model import FusedSLM, FusedSLMConfig, default_text_encoder, save_chec
 from training.atomic import replaced_whole
 from training.data import MemoryCache, make_batch
 from training.ema import WeightEMA
-from training.evaluate import DECODING, evaluate
+from training.evaluate import DECODING, evaluate, evaluate_targets
 from training.metrics import averaged
 from training.settings import TrainSettings
 
@@ -93,7 +93,12 @@ class Trainer:
         self.model, self.tokenizer = model, tokenizer
         self.train_parts, self.dev_sets = settings.load_each("train"), settings.load_each("dev")
         self.train_set = [ex for part in self.train_parts.values() for ex in part]
-        self.steps_per_epoch = -(-len(self.train_set) // settings.batch_size)
+        # targeted-sentiment tweets: a fresh draw of `tsa_per_epoch` each epoch, indexed after the posts
+        self.tsa_pool = settings.load_tsa("train") if settings.tsa_ratio > 0 else []
+        self.tsa_per_epoch = min(len(self.tsa_pool), round(settings.tsa_ratio * len(self.train_set)))
+        self.tsa_dev = settings.load_tsa("dev")
+        self.examples = self.train_set + self.tsa_pool
+        self.steps_per_epoch = -(-(len(self.train_set) + self.tsa_per_epoch) // settings.batch_size)
         total = self.steps_per_epoch * settings.epochs
         self.optimizer = _optimizer(model, settings)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(settings.warmup_ratio * total), total)
@@ -152,21 +157,23 @@ class Trainer:
                 return MemoryCache(self.model, self.tokenizer, examples, cache_dir=self.s.cache_dir)
 
             # per dataset, so that a joint run reuses each dataset's cached states
-            self.train_cache = MemoryCache.joined([cache(part) for part in self.train_parts.values()])
+            parts = list(self.train_parts.values()) + ([self.tsa_pool] if self.tsa_pool else [])
+            self.train_cache = MemoryCache.joined([cache(part) for part in parts])
             self.dev_caches = {name: cache(dev) for name, dev in self.dev_sets.items()}
 
     def _train_epoch(self, deadline: float | None) -> tuple[float, bool]:
         """One pass over the shuffled training set: mean loss, and whether time ran out."""
         self.model.train()
-        order = torch.randperm(len(self.train_set), generator=torch.Generator().manual_seed(self.s.seed + self.epoch))
+        order = self._epoch_order()
         losses, out_of_time = [], False
         bar = tqdm(range(0, len(order), self.s.batch_size), desc=f"epoch {self.epoch + 1}/{self.s.epochs}",
                    unit="batch")
         for i in bar:
-            idx = order[i:i + self.s.batch_size].tolist()
-            tensors, _ = make_batch([self.train_set[j] for j in idx], self.tokenizer, self.model.config,
-                                    self.train_cache, idx)
-            loss = self._loss(tensors, tensors.pop("labels"))
+            idx = order[i:i + self.s.batch_size]
+            part = [self.examples[j] for j in idx]
+            tensors, _ = make_batch(part, self.tokenizer, self.model.config, self.train_cache, idx)
+            weights = torch.tensor([self.s.tsa_loss_weight if ex.partial else 1.0 for ex in part])
+            loss = self._loss(tensors, tensors.pop("labels"), weights)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.optimizer.step()
@@ -181,22 +188,40 @@ class Trainer:
                 break
         return float(np.mean(losses)), out_of_time
 
-    def _tag_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX,
-                               label_smoothing=self.s.label_smoothing)
+    def _epoch_order(self) -> list[int]:
+        """This epoch's example indices, shuffled: every MABSA post and a fresh draw of the
+        targeted-sentiment tweets (seeded by seed and epoch, so a resumed run draws the same)."""
+        g = torch.Generator().manual_seed(self.s.seed + self.epoch)
+        n = len(self.train_set)
+        if not self.tsa_per_epoch:  # the order runs before targeted sentiment had
+            return torch.randperm(n, generator=g).tolist()
+        tsa = (torch.randperm(len(self.tsa_pool), generator=g)[: self.tsa_per_epoch] + n).tolist()
+        chosen = torch.tensor(list(range(n)) + tsa, dtype=torch.long)
+        return chosen[torch.randperm(len(chosen), generator=g)].tolist()
 
-    def _loss(self, tensors: dict, labels: torch.Tensor) -> torch.Tensor:
+    def _tag_loss(self, logits: torch.Tensor, labels: torch.Tensor,
+                  weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy over the labelled words; `weights` [B] weighs each post's words (the
+        mean is then weighted: sum(w * loss) / sum(w))."""
+        per_token = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX,
+                                    label_smoothing=self.s.label_smoothing, reduction="none")
+        tagged = (labels != IGNORE_INDEX).flatten().float()
+        w = tagged if weights is None else tagged * weights[:, None].expand_as(labels).flatten()
+        return (per_token * w).sum() / w.sum().clamp_min(1e-9)
+
+    def _loss(self, tensors: dict, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """The tag loss; with R-Drop, over two dropout draws of the batch (stacked into one
         forward pass) plus their symmetric KL divergence on the labelled tokens."""
         if not self.s.rdrop_alpha:
-            return self._tag_loss(self.model(**tensors), labels)
+            return self._tag_loss(self.model(**tensors), labels, weights)
         with self.model.copies_in_batch(2):
             first, second = self.model(**{k: torch.cat([v, v]) for k, v in tensors.items()}).chunk(2)
         tagged = labels != IGNORE_INDEX
         p, q = first[tagged].log_softmax(-1), second[tagged].log_softmax(-1)
         kl = (F.kl_div(p, q, log_target=True, reduction="batchmean")
               + F.kl_div(q, p, log_target=True, reduction="batchmean")) / 2
-        return (self._tag_loss(first, labels) + self._tag_loss(second, labels)) / 2 + self.s.rdrop_alpha * kl
+        return ((self._tag_loss(first, labels, weights) + self._tag_loss(second, labels, weights)) / 2
+                + self.s.rdrop_alpha * kl)
 
     def _evaluated_weights(self) -> contextlib.AbstractContextManager:
         """The weights that are evaluated and saved: the moving average where one is kept."""
@@ -219,6 +244,8 @@ class Trainer:
             train_s = time.monotonic() - t0
             with self._evaluated_weights():
                 each = self._evaluate_dev()
+                tsa_dev = (evaluate_targets(self.model, self.tokenizer, self.tsa_dev, self.s.eval_batch_size)
+                           if self.tsa_dev else None)
                 dev = averaged(list(each.values()))  # one dataset: its own scores
                 f1 = dev["jmasa"]["f1"]
                 if improved := f1 > self.best_f1:
@@ -228,6 +255,11 @@ class Trainer:
                      "eval_seconds": time.monotonic() - t0 - train_s}
             if len(each) > 1:
                 entry["dev_by_dataset"] = each
+            if tsa_dev:
+                entry["tsa_dev"] = tsa_dev
+                log.info("  targeted sentiment dev: acc %.2f, macro-F1 %.2f, recall NEG %.1f NEU %.1f POS %.1f",
+                         tsa_dev["accuracy"], tsa_dev["macro_f1"], tsa_dev["recall_neg"], tsa_dev["recall_neu"],
+                         tsa_dev["recall_pos"])
             self.history.append(entry)
             log.info("epoch %d: loss %.4f, dev JMASA F1 %.2f, MATE F1 %.2f, MASC acc %.2f (%.0f s)",
                      self.epoch, loss, f1, dev["mate"]["f1"], dev["masc"]["accuracy"], time.monotonic() - t0)
@@ -245,16 +277,37 @@ class Trainer:
             if self.bad_epochs >= self.s.patience:
                 stop_reason = "early stopping"
                 break
-        return self._write_metrics(time.monotonic() - start, stop_reason)
+        calibration = self._calibrate() if self.s.calibrate else None
+        return self._write_metrics(time.monotonic() - start, stop_reason, calibration)
 
-    def _write_metrics(self, seconds: float, stop_reason: str) -> dict:
+    def _calibrate(self) -> dict | None:
+        """Fit the best checkpoint's confidence calibration on dev and store it with it."""
+        from lrsa.model import CONFIG_FILE, load_checkpoint
+        from training.calibrate import aspect_outcomes, calibration_report, store_calibration
+
+        if not (self.s.out / CONFIG_FILE).exists():
+            return None
+        best, tokenizer = load_checkpoint(self.s.out)
+        outcomes = [post for name, dev in self.dev_sets.items()
+                    for post in aspect_outcomes(best, tokenizer, dev, self.s.eval_batch_size,
+                                                self.dev_caches.get(name))]
+        calibration, report = calibration_report(outcomes)
+        store_calibration(self.s.out, calibration)
+        log.info("confidence calibration on dev: ECE %.3f raw, %.3f calibrated (cross-fitted)",
+                 report["ece_before"], report["ece_after"])
+        return report
+
+    def _write_metrics(self, seconds: float, stop_reason: str, calibration: dict | None = None) -> dict:
         best = max(self.history, key=lambda h: h["dev"]["jmasa"]["f1"]) if self.history else None
         result = {"dataset": self.s.dataset, "best_epoch": best and best["epoch"],
                   "dev": best and best["dev"], "decoding": DECODING, "stop_reason": stop_reason, "seconds_this_run": seconds,
                   "train_seconds_total": sum(h["train_seconds"] + h["eval_seconds"] for h in self.history),
                   "history": self.history, "settings": json.loads(self.s.model_dump_json())}
-        if best and "dev_by_dataset" in best:
-            result["dev_by_dataset"] = best["dev_by_dataset"]
+        if calibration:
+            result["calibration"] = calibration
+        for key in ("dev_by_dataset", "tsa_dev"):
+            if best and key in best:
+                result[key] = best[key]
         self.s.out.mkdir(parents=True, exist_ok=True)
         with replaced_whole(self.s.out / "metrics.json") as tmp:  # its presence marks a finished run
             tmp.write_text(json.dumps(result, indent=2) + "\n")

@@ -209,12 +209,14 @@ class ScoreProcessor:
     def __init__(self, settings: ScorerSettings | None = None):
         from transformers import AutoTokenizer
 
+        from lrsa.calibration import ConfidenceCalibration
         from lrsa.model import load_config
 
         self.settings = s = settings or ScorerSettings()
         if not (Path(s.checkpoint) / "config.json").exists():
             raise ValueError(f"no checkpoint at {s.checkpoint}: set LRSA_SCORER_CHECKPOINT to the served one")
         self.model_config = load_config(s.checkpoint)
+        self.calibration = ConfidenceCalibration.from_dict(self.model_config.confidence_calibration)
         self.tokenizer = AutoTokenizer.from_pretrained(str(s.checkpoint))
         self.transport: Transport = (AioTransport if s.client == "aio" else SyncTransport)(s)
         self.circuit = CircuitBreaker(s.circuit_failures, s.circuit_reset_s, on_change=self._circuit_changed)
@@ -237,7 +239,7 @@ class ScoreProcessor:
         BATCH_SIZE.observe(len(items))
         aspects = []
         for i, logits in zip(starts, self._call(requests)):
-            aspects += decode_batch(logits, meta[i:i + step], texts[i:i + step])
+            aspects += decode_batch(logits, meta[i:i + step], texts[i:i + step], self.calibration)
         elapsed_ms = (time.perf_counter() - t0) * 1000
         versions = self.versions()
         for item, found in zip(items, aspects):
