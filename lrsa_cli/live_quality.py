@@ -220,8 +220,12 @@ def _drain(ws, mode: str, n: int, timeout_s: float, env: dict[str, str]) -> list
                 thread.join(0.5)
                 now = time.monotonic()
                 if now >= next_progress:
-                    consumed = sum(st["consumed"] for st in pipeline.statuses)
-                    log.info("%s: %d/%d posts consumed after %.0f s", mode, consumed, n, now - started)
+                    if pipeline.statuses:
+                        consumed = sum(st["consumed"] for st in pipeline.statuses)
+                        log.info("%s: %d/%d posts consumed after %.0f s", mode, consumed, n, now - started)
+                    else:  # Ray, the stage actors (SmolLM2 load + warm-up) and the ingest actors
+                        log.info("%s: 0/%d posts consumed after %.0f s: the worker is starting", mode, n,
+                                 now - started)
                     next_progress = now + PROGRESS_EVERY_S
                 if stop_deadline is None and now >= deadline:
                     log.error("%s: not drained after %.0f s: stopping the worker", mode, timeout_s)
