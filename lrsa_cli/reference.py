@@ -23,6 +23,7 @@ SETTINGS = [
     ("`lrsa export`", "serving.cli:ExportSettings"),
     ("`lrsa train`", "training.settings:TrainSettings"),
     ("`lrsa eval`", "training.settings:EvalSettings"),
+    ("`lrsa calibrate`", "training.settings:CalibrateSettings"),
     ("`lrsa rationales` (batch job)", "training.settings:RationalesJobSettings"),
     ("`lrsa demo`", "lrsa_cli.demo:DemoSettings"),
 ]
