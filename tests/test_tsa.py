@@ -3,6 +3,8 @@ and the loss weighting of the training loop."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -182,3 +184,19 @@ def test_training_stores_a_fitted_calibration_with_the_checkpoint(tmp_path, tiny
     report = result["calibration"]
     assert report["aspects"] > 0 and {"ece_before", "ece_after", "reliability_before"} <= set(report)
     assert load_config(trainer.s.out).confidence_calibration == report["calibration"]
+
+
+def test_eval_command_reports_targeted_sentiment_and_negative_recall(tmp_path, tiny_ckpt, tsa_dir, capsys):
+    from lrsa_cli.main import main
+    from tests.test_training import write_dataset
+
+    data = write_dataset(tmp_path / "mabsa")
+    argv = ["eval", "--data-dir", str(data), "--tsa-dir", str(tsa_dir), "--checkpoint", str(tiny_ckpt),
+            "--threads", "1"]
+    assert main(argv + ["--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["tsa_dev"]["posts"] == 6 and "recall_neg" in result["masc"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert f"recall NEG {result['masc']['recall_neg']:.1f}" in text
+    assert f"targeted sentiment dev (6 tweets): acc {result['tsa_dev']['accuracy']:.2f}" in text

@@ -47,9 +47,15 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
+        masc = result["masc"]
         print(f"{result['dataset']} {result['split']} ({result['posts']} posts): "
               f"JMASA F1 {result['jmasa']['f1']:.2f}  MATE F1 {result['mate']['f1']:.2f}  "
-              f"MASC acc {result['masc']['accuracy']:.2f} / macro-F1 {result['masc']['macro_f1']:.2f}")
+              f"MASC acc {masc['accuracy']:.2f} / macro-F1 {masc['macro_f1']:.2f}  "
+              f"recall NEG {masc['recall_neg']:.1f} NEU {masc['recall_neu']:.1f} POS {masc['recall_pos']:.1f}")
+        if tsa := result.get("tsa_dev"):
+            print(f"targeted sentiment dev ({tsa['posts']} tweets): acc {tsa['accuracy']:.2f} / macro-F1 "
+                  f"{tsa['macro_f1']:.2f}  recall NEG {tsa['recall_neg']:.1f} NEU {tsa['recall_neu']:.1f} "
+                  f"POS {tsa['recall_pos']:.1f}")
     return 0
 
 
