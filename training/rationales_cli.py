@@ -14,6 +14,9 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
                                    "trains on the LLM that serves it.")
     add_settings_flags(p, RationalesJobSettings)
     p.set_defaults(func=_rationales)
+    from training.rationale_quality import register as register_quality
+
+    register_quality(bench)  # bench rationale-quality
 
 
 def _rationales(args: argparse.Namespace) -> int:
