@@ -87,6 +87,19 @@ class Result(BaseModel):
     model: dict[str, str] = Field(default_factory=dict, description="component -> version")
     timings_ms: dict[str, float] = Field(default_factory=dict, description="stage -> milliseconds")
     source: SourceRef
+    rationale_used: bool | None = Field(
+        None, description="whether the aspects were scored with an LLM rationale (false: from the text alone, "
+        "e.g. a post the rationale gate judged certain); null when no score stage ran. Filled from the "
+        "stages the post went through when not given")
+
+    @model_validator(mode="after")
+    def _rationale_used_from_stages(self) -> Result:
+        """A post was scored when a score stage ("score", or the gate's text-only "prescore") timed
+        it; its rationale was used when it has one: the gated chain re-scores exactly the posts
+        given a rationale, the ungated chain scores every post after its rationale."""
+        if self.rationale_used is None and ("score" in self.timings_ms or "prescore" in self.timings_ms):
+            self.rationale_used = bool(self.rationale and self.rationale.strip())
+        return self
 
 
 class DeadLetterReason(str, Enum):
@@ -96,6 +109,7 @@ class DeadLetterReason(str, Enum):
     text_too_long = "text_too_long"
     image_undecodable = "image_undecodable"
     image_too_large = "image_too_large"
+    stage_failed = "stage_failed"  # a stage (rationale, score) failed on this post alone, beyond its retry budget
 
 
 class ErrorInfo(BaseModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from lrsa.settings import LrsaSettings
 
@@ -60,6 +60,10 @@ class WorkerSettings(KafkaClientSettings):
     rationale_pool_max: int = Field(1, ge=1, description="rationale actors at most (grown while its slots stay busy)")
     rationale_num_gpus: float = Field(0.0, ge=0, description="GPUs per rationale actor (0: no GPU is asked of Ray)")
     rationale_num_cpus: float = Field(1.0, ge=0, description="Ray CPUs per rationale actor")
+    rationale_gate: float | None = Field(None, ge=0, le=1, description="confidence gate: score each post from "
+                                         "its text first (a prescore pool of the score processor) and send only "
+                                         "posts whose certainty is below this to the rationale stage and a "
+                                         "re-score (lrsa/gate.py); none: every post gets a rationale")
 
     score_enabled: bool = Field(False, description="run the score stage (off: results carry no aspects)")
     score_processor: str = Field("workers.scorer_stage:ScoreProcessor",
@@ -88,9 +92,19 @@ class WorkerSettings(KafkaClientSettings):
     exit_when_idle: float | None = Field(None, description="stop cleanly once the input is drained and "
                                                             "nothing arrived for this many seconds")
 
+    @model_validator(mode="after")
+    def _gate_needs_both_stages(self) -> WorkerSettings:
+        if self.rationale_gate is not None and not (self.rationale_enabled and self.score_enabled):
+            raise ValueError("rationale_gate needs both the rationale and the score stage enabled")
+        return self
+
     def stage_settings(self) -> list[tuple[str, str, int, int, float, float]]:
-        """(name, processor path, pool min, pool max, gpus, cpus) of every enabled stage, in order."""
+        """(name, processor path, pool min, pool max, gpus, cpus) of every enabled stage, in order.
+        With the rationale gate, a "prescore" pool of the score processor comes first."""
         stages = []
+        if self.rationale_gate is not None:
+            stages.append(("prescore", self.score_processor, self.score_pool_min,
+                           self.score_pool_max, self.score_num_gpus, self.score_num_cpus))
         if self.rationale_enabled:
             stages.append(("rationale", self.rationale_processor, self.rationale_pool_min,
                            self.rationale_pool_max, self.rationale_num_gpus, self.rationale_num_cpus))
@@ -98,6 +112,10 @@ class WorkerSettings(KafkaClientSettings):
             stages.append(("score", self.score_processor, self.score_pool_min,
                            self.score_pool_max, self.score_num_gpus, self.score_num_cpus))
         return stages
+
+    def stage_gate(self, stage: str) -> float | None:
+        """The gate threshold a stage's actors apply: the prescore's; none for the others."""
+        return self.rationale_gate if stage == "prescore" else None
 
 
 class StackSettings(LrsaSettings):

@@ -43,7 +43,8 @@ class Pools:
 
         self.specs = {name: (path, lo, hi, gpus, cpus) for name, path, lo, hi, gpus, cpus in s.stage_settings()}
         self.metrics_host = s.metrics_host if s.stage_metrics else None
-        self.actors = {name: start_pool(name, path, lo, cpus, gpus, self.metrics_host)
+        self.gates = {name: s.stage_gate(name) for name in self.specs}  # the prescore's threshold
+        self.actors = {name: start_pool(name, path, lo, cpus, gpus, self.metrics_host, self.gates[name])
                        for name, (path, lo, hi, gpus, cpus) in self.specs.items()}
         self.occupancy: dict[str, float] = {}
         self.grow_after_s, self.shrink_after_s = s.pool_grow_after_s, s.pool_shrink_after_s
@@ -82,7 +83,7 @@ class Pools:
                 continue
             pool = self.actors[name]
             if grow.full() and share >= self.GROW_AT and len(pool) < hi:
-                pool.append(new_actor(name, path, cpus, gpus, self.metrics_host))
+                pool.append(new_actor(name, path, cpus, gpus, self.metrics_host, self.gates[name]))
                 verb, over = "grown", self.grow_after_s
             elif shrink.full() and idle_share is not None and idle_share <= self.SHRINK_AT and len(pool) > lo:
                 pool.pop()

@@ -25,7 +25,7 @@ from pydantic_settings import SettingsConfigDict
 
 from lrsa.settings import LrsaSettings
 from workers.circuit import Backoff, CircuitBreaker, CircuitState, call_with_retries
-from workers.stage_api import TransientError, WorkItem
+from workers.stage_api import NonRetryable, TransientError, WorkItem
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +197,9 @@ def failure_kind(e: Exception) -> str:
     return "server_error"
 
 
-class ScorerError(RuntimeError):
-    """Triton rejected the request itself (a bug, not an outage): retrying cannot help."""
+class ScorerError(NonRetryable, RuntimeError):
+    """Triton rejected the request itself (bad input or a bug, not an outage): retrying cannot help;
+    the pipeline splits the batch to find the post(s) at fault."""
 
 
 class ScoreProcessor:
@@ -224,7 +225,8 @@ class ScoreProcessor:
         CIRCUIT.set(CircuitState.closed)
 
     def process(self, items: list[WorkItem]) -> list[WorkItem]:
-        from lrsa.predict import decode_batch, encode_batch
+        from lrsa.gate import no_aspect_certainty
+        from lrsa.predict import decode_batch, encode_batch, word_probabilities
 
         if not items:
             return items
@@ -237,13 +239,18 @@ class ScoreProcessor:
         starts = range(0, len(items), step)  # one request per `step` posts, sent concurrently
         requests = [{k: self._pad(v[i:i + step]) for k, v in tensors.items()} for i in starts]
         BATCH_SIZE.observe(len(items))
-        aspects = []
+        aspects, none_certainty = [], []
         for i, logits in zip(starts, self._call(requests)):
-            aspects += decode_batch(logits, meta[i:i + step], texts[i:i + step], self.calibration)
+            found = decode_batch(logits, meta[i:i + step], texts[i:i + step], self.calibration)
+            # for the rationale gate: how sure the tagger is that a post without aspects has none
+            none_certainty += [None if a else no_aspect_certainty(word_probabilities(row, m.first_token))
+                               for row, m, a in zip(logits, meta[i:i + step], found)]
+            aspects += found
         elapsed_ms = (time.perf_counter() - t0) * 1000
         versions = self.versions()
-        for item, found in zip(items, aspects):
+        for item, found, none in zip(items, aspects, none_certainty):
             item.aspects = found
+            item.no_aspect_certainty = none
             item.timings_ms[self.name] = elapsed_ms
             item.model_versions.update(versions)
         POSTS.inc(len(items))

@@ -2,8 +2,13 @@
 
 A stage processor turns a batch of WorkItems into the same items, enriched. The pipeline owns
 batching, actor pools, retries and offsets; a processor only does the work. A processor raises
-TransientError for a failure of a downstream service (the batch is retried with backoff, never
-dead-lettered, and its offsets are not committed until it succeeds).
+TransientError for a failure of a downstream service (the batch is retried with backoff, and its
+offsets are not committed until it succeeds), and NonRetryable for a failure that no retry can fix
+(the service rejected this input). Every batch has a retry budget (attempts and time); once it is
+spent, or at once for NonRetryable, the pipeline splits the batch in halves until it finds the
+post(s) the stage fails on and dead-letters those (`stage_failed`); the rest go on. A processor
+whose `healthy()` says False when it raises TransientError reports an outage: that batch is
+retried for as long as the outage lasts and never split or dead-lettered.
 """
 
 from __future__ import annotations
@@ -18,6 +23,11 @@ class TransientError(Exception):
     """A downstream service failed (e.g. Triton unreachable): retry later, do not dead-letter."""
 
 
+class NonRetryable(Exception):
+    """This batch can never succeed as it is (e.g. the server rejected an input, an image cannot be
+    decoded): no retry; the pipeline splits the batch to isolate the post(s) at fault."""
+
+
 @dataclass
 class WorkItem:
     post: Post
@@ -25,6 +35,11 @@ class WorkItem:
     rationale: str | None = None
     image_description: str | None = None
     aspects: list[Aspect] | None = None
+    # the score stage's certainty that a post without aspects has none (lrsa.gate.no_aspect_certainty)
+    no_aspect_certainty: float | None = None
+    # the rationale gate's decision (workers/gate.py): None = no gate (every stage takes the post),
+    # False = certain from its text alone (the rationale and score stages pass it on untouched)
+    rationale_wanted: bool | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     model_versions: dict[str, str] = field(default_factory=dict)
 

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+from workers import gate as gating
 from workers.stage_api import StageProcessor, TransientError, WorkItem
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,11 @@ def load_processor(path: str) -> StageProcessor:
 class StageWorker:
     """Body of a stage actor (wrapped by ray.remote in `start_pool`)."""
 
-    def __init__(self, stage: str, processor_path: str, metrics_host: str | None = None) -> None:
+    def __init__(self, stage: str, processor_path: str, metrics_host: str | None = None,
+                 gate: float | None = None) -> None:
         logging.basicConfig(level=logging.INFO)
         self.stage = stage
+        self.gate = gate  # the prescore stage's rationale-gate threshold (workers/gate.py)
         self.processor = load_processor(processor_path)
         self._versions = self.processor.versions()
         self.port = None
@@ -44,8 +47,9 @@ class StageWorker:
 
     def process(self, items: list[WorkItem]) -> tuple[str, Any]:
         start = time.perf_counter()
+        chosen = gating.selected(self.stage, items)  # behind a rationale gate: the posts it sent on
         try:
-            out = self.processor.process(items)
+            out = self.processor.process([items[i] for i in chosen]) if chosen else []
         except TransientError as e:
             return "transient", str(e)
         except Exception as e:  # a bug is not bad input either: retry, never lose the posts
@@ -55,16 +59,20 @@ class StageWorker:
         for item in out:
             item.timings_ms.setdefault(self.stage, elapsed_ms)
             item.model_versions.update(self._versions)
-        return "ok", out
+        if self.stage == gating.PRESCORE:
+            gating.after_prescore(out, self.gate, getattr(self.processor, "name", None))
+        for i, item in zip(chosen, out):
+            items[i] = item
+        return "ok", items
 
     def healthy(self) -> bool:
         return self.processor.healthy()
 
 
 def start_pool(stage: str, processor_path: str, size: int, num_cpus: float, num_gpus: float,
-               metrics_host: str | None = None) -> list:
+               metrics_host: str | None = None, gate: float | None = None) -> list:
     """`size` actors of one stage; GPUs are asked of Ray only when num_gpus > 0."""
-    return [new_actor(stage, processor_path, num_cpus, num_gpus, metrics_host) for _ in range(size)]
+    return [new_actor(stage, processor_path, num_cpus, num_gpus, metrics_host, gate) for _ in range(size)]
 
 
 def actor_options(num_cpus: float, num_gpus: float) -> dict[str, Any]:
@@ -74,11 +82,12 @@ def actor_options(num_cpus: float, num_gpus: float) -> dict[str, Any]:
     return options
 
 
-def new_actor(stage: str, processor_path: str, num_cpus: float, num_gpus: float, metrics_host: str | None = None):
+def new_actor(stage: str, processor_path: str, num_cpus: float, num_gpus: float, metrics_host: str | None = None,
+              gate: float | None = None):
     import ray
 
     return ray.remote(StageWorker).options(**actor_options(num_cpus, num_gpus)).remote(
-        stage, processor_path, metrics_host)
+        stage, processor_path, metrics_host, gate)
 
 
 class PoolClient:
