@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "lrsa.cli",                  # schemas
     "lrsa_cli.demo",             # demo
     "lrsa_cli.live_quality",     # bench live-quality
+    "lrsa_cli.gate_curve",       # bench gate-curve
     "lrsa_cli.reference",        # config-reference
     "lrsa.rationale.cli",        # bench rationale
     "workers.cli",               # run, produce, stack, bench pipeline

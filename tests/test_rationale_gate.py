@@ -247,3 +247,54 @@ def _double_prescore(text: str) -> tuple[list[Aspect], float | None]:
         sys.path.remove(str(TESTS))
     (item,) = GateScoreDouble().process(_items(text))
     return item.aspects, item.no_aspect_certainty
+
+
+# ---- lrsa bench gate-curve ---------------------------------------------------------------------------------
+
+def test_gate_curve_on_a_tiny_checkpoint(tiny_checkpoint, data_dir, tmp_path):
+    """The command's rows on 12 Twitter-2015 dev posts: threshold 0 is the text-only scoring, "all"
+    the with-rationale one (both checked against the in-process Predictor), shares never fall."""
+    from lrsa.predict import Predictor
+    from lrsa_cli.gate_curve import GateCurveSettings, render, run_gate_curve
+    from lrsa_cli.gold import split_to_gold
+
+    gold = split_to_gold(data_dir, "twitter2015", "dev", limit=12)
+    rationale_file = tmp_path / "rationales.jsonl"
+    rationale_file.write_text("".join(json.dumps({"image_id": g.meta["image_id"], "text": g.text,
+                                                  "rationale": f"the post talks about {g.text.split()[0]}"}) + "\n"
+                                      for g in gold))
+    s = GateCurveSettings(checkpoint=tiny_checkpoint, rationales=rationale_file, data_dir=data_dir,
+                          thresholds="0,0.5,1", out=tmp_path / "curve.json")
+    report = run_gate_curve(s)
+    assert report["gold"]["posts"] == 12 and json.loads((tmp_path / "curve.json").read_text()) == report
+    rows = report["rows"]
+    assert [r["threshold"] for r in rows] == [0.0, 0.5, 1.0, None]
+    assert rows[0]["share_sent"] == 0.0 and rows[-1]["share_sent"] == 1.0
+    assert [r["share_sent"] for r in rows] == sorted(r["share_sent"] for r in rows)
+
+    predictor = Predictor.from_checkpoint(tiny_checkpoint)
+    texts = [g.text for g in gold]
+    rationales = [f"the post talks about {t.split()[0]}" for t in texts]
+
+    def f1(predictions):
+        return score(gold, [{"post_id": g.id, "aspects": [a.model_dump() for a in p]}
+                            for g, p in zip(gold, predictions)])["jmasa"]["f1"]
+
+    assert rows[0]["jmasa_f1"] == pytest.approx(f1(predictor.predict(texts)))
+    assert rows[-1]["jmasa_f1"] == pytest.approx(f1(predictor.predict(texts, rationales)))
+    assert "share" in render(report) and "all" in render(report)
+
+
+def test_gate_curve_settings_check_thresholds():
+    from lrsa.settings import SettingsError, settings_from_args
+    from lrsa_cli.gate_curve import GateCurveSettings
+    from lrsa_cli.main import build_parser
+
+    parser = build_parser()
+    for bad in ("0.5,1.2", "x", ""):
+        with pytest.raises(SettingsError):
+            settings_from_args(GateCurveSettings, parser.parse_args(
+                ["bench", "gate-curve", "--rationales", "r.jsonl", "--thresholds", bad]))
+    s = settings_from_args(GateCurveSettings, parser.parse_args(
+        ["bench", "gate-curve", "--rationales", "r.jsonl", "--thresholds", "0, 0.25,1"]))
+    assert s.threshold_list == [0.0, 0.25, 1.0]
