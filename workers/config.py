@@ -52,6 +52,16 @@ class WorkerSettings(KafkaClientSettings):
                                                          "what is unfinished then stays uncommitted (redone on restart)")
     retry_initial_s: float = Field(0.5, gt=0, description="first backoff after a transient stage failure (doubles, with jitter)")
     retry_max_s: float = Field(30.0, gt=0, description="longest backoff between retries of a failed batch")
+    retry_budget_attempts: int = Field(5, ge=1, description="failed attempts of a batch before it is split in halves "
+                                       "to find the post(s) the stage fails on (dead-lettered: stage_failed); "
+                                       "a stage that reports itself down is retried without limit")
+    retry_budget_s: float = Field(60.0, gt=0, description="time since a batch first failed after which it is "
+                                  "split like an exhausted --retry-budget-attempts")
+    stop_grace_s: float = Field(25.0, ge=5, description="on SIGTERM/stop, the whole stop (drain, flush, commit, "
+                                "close) ends within this; keep it below the Kubernetes grace period (30 s)")
+    actor_start_timeout_s: float = Field(120.0, gt=0, description="longest a stage actor may take to be placed by "
+                                         "Ray and start (model loading included): at start-up the worker fails, "
+                                         "a pool that grows keeps its actors and reports it")
 
     rationale_enabled: bool = Field(False, description="run the rationale stage (off: posts pass through without rationale)")
     rationale_processor: str = Field("workers.rationale_stage:RationaleProcessor",

@@ -7,7 +7,14 @@ the partition, here, and only for offsets whose outputs the broker has acknowled
 
 Single-threaded by design: kafka-python's consumer is not thread-safe, and one loop makes the
 ordering of "acknowledged -> committed" easy to see. `stop()` and `drain_metrics()` arrive on other
-threads of the (threaded) Ray actor and only touch thread-safe state.
+threads of the (threaded) Ray actor and only touch thread-safe state (`stop()` sets an Event and a
+float deadline, read by the loop; nothing else).
+
+No path waits without a deadline: a failing batch has a retry budget (attempts and time) after
+which it is bisected down to the post(s) the stage fails on, which are dead-lettered
+(`stage_failed`); a record the broker refuses is re-sent with back-off from the loop (never in a
+blocking loop of its own) and reported; the stop path (drain, flush, commit, close) ends within
+`stop_grace_s` whatever is still failing, leaving the unfinished offsets uncommitted.
 """
 
 from __future__ import annotations
@@ -22,9 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import AsyncConsumerRebalanceListener, TopicPartition
+from kafka.errors import KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
-from lrsa.schemas import DeadLetter, ErrorInfo, Result, SourceRef
+from lrsa.schemas import DeadLetter, DeadLetterReason, ErrorInfo, Result, SourceRef
 from lrsa.validation import BadPost, Limits, parse_post
 from workers import kafka_io
 from workers.config import WorkerSettings
@@ -36,6 +44,13 @@ from workers.stages import PoolClient
 log = logging.getLogger(__name__)
 
 MAX_UNACKED = 20_000  # sends awaiting the broker's ack before the loop waits for them
+FLUSH_WAIT_S = 10.0   # longest one wait for the broker's acks (the loop goes on; unacked sends are checked again)
+STOP_RESERVE_S = 5.0  # of stop_grace_s, kept by the driver to end the actors and Ray after the ingest actors' stop
+
+
+def actor_stop_budget_s(stop_grace_s: float) -> float:
+    """How long an ingest actor's own stop (drain, flush, commit, close) may take of the grace period."""
+    return max(stop_grace_s - STOP_RESERVE_S, stop_grace_s / 2)
 
 
 @dataclass
@@ -47,6 +62,8 @@ class Batch:
     attempts: int = 0
     retry_at: float = 0.0     # > 0: waiting to be resubmitted after a failure
     started: float = field(default_factory=time.perf_counter)
+    max_attempts: int = 0     # retry budget in attempts (0: the settings'); pieces of a split get 1
+    first_failed: float = 0.0  # monotonic time of the first failure: the time budget runs from here
 
 
 @dataclass
@@ -57,6 +74,7 @@ class Unacked:
     topic: str
     key: bytes | None
     value: bytes
+    resends: int = 0
 
 
 class _Rebalance(AsyncConsumerRebalanceListener):
@@ -96,6 +114,10 @@ class IngestWorker:
         self._pending_since = 0.0
         self._batches: list[Batch] = []           # submitted or waiting to retry
         self._unacked: list[Unacked] = []         # sent, not yet known to be acknowledged
+        self._resend: list[tuple[float, Unacked]] = []  # refused by the broker: re-sent at the time given
+        self._originals: dict[tuple[TopicPartition, int], tuple[bytes | None, bytes | None]] = {}  # in stages
+        self._stop_deadline: float | None = None  # monotonic; set by stop(): the stop path ends by then
+        self.refused = 0  # records the broker refused that are still not acknowledged (being re-sent)
         self._paused = False
         self._barrier = False                     # exactly-once: waiting for in-flight work to commit
         self._in_txn = False
@@ -132,10 +154,13 @@ class IngestWorker:
         try:
             while not self._stop.is_set():
                 self._step()
-            self._hand_over()
+            self._hand_over(timeout_s=min(self.s.drain_timeout_s, max(0.0, self._stop_left() - 3.0)))
         finally:
             self.consumer.close(autocommit=False)
-            self.producer.close()
+            self.producer.close(timeout=max(0.5, min(5.0, self._stop_left())))
+        if self.refused:
+            log.error("ingest %d stopped with %d records the broker refused (their posts stay uncommitted and are "
+                      "redone after a restart)", self.index, self.refused)
         log.info("ingest %d stopped after %d posts", self.index, self.consumed)
         return self.status()
 
@@ -178,15 +203,22 @@ class IngestWorker:
             waited += 0.5
 
     def stop(self) -> None:
-        """Graceful: stop fetching, finish in-flight work, commit, close (from any thread)."""
+        """Graceful: stop fetching, finish in-flight work, commit, close, all within
+        actor_stop_budget_s(stop_grace_s) from now (from any thread: sets the deadline, then the Event)."""
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + actor_stop_budget_s(self.s.stop_grace_s)
         self._stop.set()
+
+    def _stop_left(self) -> float:
+        """Seconds left of the stop budget (unbounded while not stopping)."""
+        return float("inf") if self._stop_deadline is None else self._stop_deadline - time.monotonic()
 
     def status(self) -> dict[str, Any]:
         return {"index": self.index, "idle_s": time.monotonic() - self._last_record,
                 "busy": bool(self._pending or self._batches or self._unacked or self.tracker.pending),
                 "lag": sum(self._lag.values()), "consumed": self.consumed,
                 "first_record_at": self.first_record_at, "last_commit_at": self.last_commit_at,
-                "left_uncommitted": self.left_uncommitted,
+                "left_uncommitted": self.left_uncommitted, "refused": self.refused,
                 "busy_slot_s": {st.stage: self._busy_slot_s[i] for i, st in enumerate(self.stages)}}
 
     def set_stage_actors(self, stage: str, actors: list) -> None:
@@ -214,6 +246,8 @@ class IngestWorker:
             self._submit_pending()
         if self._batches:
             self._advance()
+        if self._resend:
+            self._resend_due()
         self._backpressure()
         now = time.monotonic()
         if now - self._last_commit >= self.s.commit_interval_ms / 1000:
@@ -247,6 +281,7 @@ class IngestWorker:
         if not self.stages:
             self._emit(item)
             return
+        self._originals[(tp, record.offset)] = (record.key, record.value)  # for a stage_failed dead letter
         if not self._pending:
             self._pending_since = time.monotonic()
         self._pending.append(item)
@@ -265,7 +300,8 @@ class IngestWorker:
         self._busy_slot_at = now
 
     def _submit_pending(self) -> None:
-        while self._pending and self._inflight(0) < self.s.max_inflight_batches:
+        # Batches waiting for a retry hold no slot: the others keep flowing meanwhile.
+        while self._pending and self._inflight_running(0) < self.s.max_inflight_batches:
             items, self._pending = self._pending[:self.s.batch_size], self._pending[self.s.batch_size:]
             batch = Batch(items)
             self._batches.append(batch)
@@ -275,6 +311,9 @@ class IngestWorker:
     def _submit(self, batch: Batch) -> None:
         pool = self.stages[batch.stage]
         batch.ref, batch.actor = pool.submit(batch.items)
+        if batch.ref is None:  # the pool has no actor right now (the driver is replacing them)
+            batch.retry_at = time.monotonic() + self.s.retry_initial_s
+            return
         batch.retry_at = 0.0
         batch.started = time.perf_counter()
         self.metrics.observe("lrsa_stage_batch_size", len(batch.items), stage=pool.stage)
@@ -310,10 +349,10 @@ class IngestWorker:
         b.ref = None
         self.metrics.observe("lrsa_stage_latency_seconds", time.perf_counter() - b.started, stage=pool.stage)
         if kind != "ok":
-            self._schedule_retry(b, kind, payload)
+            self._failed(b, kind, payload)
             return
         b.items = payload
-        b.attempts = 0
+        b.attempts, b.first_failed, b.max_attempts = 0, 0.0, 0
         if b.stage + 1 < len(self.stages):
             b.stage += 1
             if self._inflight_running(b.stage) < self.s.max_inflight_batches:
@@ -325,23 +364,61 @@ class IngestWorker:
         for item in b.items:
             self._emit(item)
 
+    def _failed(self, b: Batch, kind: str, message: str) -> None:
+        """A stage call failed: retry within the budget, else (or at once when it is NonRetryable)
+        split. A stage that says it is down ("down") is retried for as long as that lasts."""
+        now = time.monotonic()
+        b.first_failed = b.first_failed or now
+        budget = b.max_attempts or self.s.retry_budget_attempts
+        spent = b.attempts + 1 >= budget or now - b.first_failed >= self.s.retry_budget_s
+        if kind == "nonretryable" or (kind != "down" and spent):
+            stage = self.stages[b.stage].stage
+            self.metrics.inc("lrsa_stage_errors_total", stage=stage, kind=kind)
+            self._split(b, kind, message)
+        else:
+            self._schedule_retry(b, kind, message)
+
+    def _split(self, b: Batch, kind: str, message: str) -> None:
+        """Bisect a batch the stage keeps failing on; a single post that fails alone is dead-lettered.
+        Halves get one attempt each (a failure splits again); single posts get the full budget, so
+        no post is dead-lettered for one flaky failure."""
+        stage = self.stages[b.stage].stage
+        self._batches.remove(b)
+        if len(b.items) == 1:
+            item = b.items[0]
+            log.warning("stage %s: post %s at %s/%d/%d fails alone (%s: %s); dead-lettering it as stage_failed",
+                        stage, item.post.id, item.source.topic, item.source.partition, item.source.offset,
+                        kind, message)
+            self._stage_dead_letter(item, stage, kind, message)
+            return
+        log.warning("stage %s: %s after %d attempt(s) (%s); splitting a batch of %d to find the post(s) it fails on",
+                    stage, kind, b.attempts + 1, message, len(b.items))
+        self.metrics.inc("lrsa_batch_splits_total", stage=stage)
+        half = len(b.items) // 2
+        for part in (b.items[:half], b.items[half:]):
+            piece = Batch(part, stage=b.stage, max_attempts=1 if len(part) > 1 else 0)
+            piece.retry_at = time.monotonic()  # submitted by _advance as soon as the stage has a free slot
+            self._batches.append(piece)
+
     def _schedule_retry(self, b: Batch, kind: str, message: str) -> None:
         stage = self.stages[b.stage].stage
         b.attempts += 1
         delay = min(self.s.retry_max_s, self.s.retry_initial_s * 2 ** (b.attempts - 1))
         delay *= random.uniform(0.5, 1.0)  # jitter: pools recovering together do not stampede
         b.retry_at = time.monotonic() + delay
-        self.metrics.inc("lrsa_stage_errors_total", stage=stage, kind=kind)
+        self.metrics.inc("lrsa_stage_errors_total", stage=stage, kind="transient" if kind == "down" else kind)
         self.metrics.inc("lrsa_stage_retries_total", stage=stage)
         log.warning("stage %s: %s (%s); retry %d of a batch of %d in %.1fs",
                     stage, kind, message, b.attempts, len(b.items), delay)
 
     def _backpressure(self) -> None:
-        """Pause every assigned partition while stage 0 is full or a batch waits to be retried."""
-        retrying = any(b.retry_at > time.monotonic() for b in self._batches)
-        full = bool(self.stages) and (self._inflight(0) >= self.s.max_inflight_batches
-                                      or len(self._pending) >= self.s.batch_size * self.s.max_inflight_batches)
-        should_pause = full or retrying or self._barrier or self._stop.is_set()
+        """Pause every assigned partition while stage 0 is full or too many batches are held. A batch
+        waiting for its retry holds no slot, so the rest keep flowing past it (bounded: at most
+        4 x max_inflight_batches batches are held, retrying, split or running)."""
+        cap = self.s.max_inflight_batches
+        full = bool(self.stages) and (self._inflight_running(0) >= cap or len(self._batches) >= 4 * cap
+                                      or len(self._pending) >= self.s.batch_size * cap)
+        should_pause = full or self._barrier or self._stop.is_set()
         assigned = self.consumer.assignment()
         if should_pause and assigned - self.consumer.paused():
             self.consumer.pause(*assigned)  # newly assigned partitions are paused too
@@ -355,57 +432,112 @@ class IngestWorker:
     # ---- output ------------------------------------------------------------------------------
 
     def _emit(self, item: WorkItem) -> None:
+        self._originals.pop((TopicPartition(item.source.topic, item.source.partition), item.source.offset), None)
         result = Result(post_id=item.post.id, aspects=item.aspects or [], rationale=item.rationale,
                         model=item.model_versions, timings_ms=item.timings_ms, source=item.source)
         self._send(self.s.output_topic, item.post.id.encode(), result.model_dump_json().encode(),
                    TopicPartition(item.source.topic, item.source.partition), item.source.offset)
 
     def _dead_letter(self, tp: TopicPartition, record, source: SourceRef, e: BadPost) -> None:
-        value = record.value or b""
+        self._send_dead_letter(tp, record.key, record.value, source,
+                               ErrorInfo(reason=e.reason, error_class=e.error_class, message=e.message))
+
+    def _stage_dead_letter(self, item: WorkItem, stage: str, kind: str, message: str) -> None:
+        tp = TopicPartition(item.source.topic, item.source.partition)
+        key, value = self._originals.pop((tp, item.source.offset), (item.post.id.encode(), None))
+        if value is None:  # not kept (should not happen): the validated post stands in for the original
+            value = item.post.model_dump_json().encode()
+        error_class = message.split(":", 1)[0] if ":" in message else kind
+        self._send_dead_letter(tp, key, value, item.source, ErrorInfo(
+            reason=DeadLetterReason.stage_failed, error_class=error_class or kind,
+            message=f"stage {stage} failed on this post ({kind}): {message}"))
+
+    def _send_dead_letter(self, tp: TopicPartition, key: bytes | None, value: bytes | None, source: SourceRef,
+                          error: ErrorInfo) -> None:
+        value = value or b""
         # The dead letter carries the original as base64 (4/3 larger): cut what cannot fit.
         room = (self.s.max_message_bytes - 4096) * 3 // 4
-        message = e.message if len(value) <= room else f"{e.message} [original truncated to {room} bytes]"
+        message = error.message if len(value) <= room else f"{error.message} [original truncated to {room} bytes]"
         letter = DeadLetter(original_b64=base64.b64encode(value[:room]).decode(),
-                            original_key_b64=base64.b64encode(record.key).decode() if record.key else None,
-                            error=ErrorInfo(reason=e.reason, error_class=e.error_class, message=message[:2000]),
-                            source=source)
-        self.metrics.inc("lrsa_posts_dead_lettered_total", reason=e.reason.value)
-        self._send(self.s.dlq_topic, record.key, letter.model_dump_json().encode(), tp, record.offset)
+                            original_key_b64=base64.b64encode(key).decode() if key else None,
+                            error=error.model_copy(update={"message": message[:2000]}), source=source)
+        self.metrics.inc("lrsa_posts_dead_lettered_total", reason=error.reason.value)
+        self._send(self.s.dlq_topic, key, letter.model_dump_json().encode(), tp, source.offset)
 
-    def _send(self, topic: str, key: bytes | None, value: bytes, tp: TopicPartition, offset: int) -> None:
+    def _send(self, topic: str, key: bytes | None, value: bytes, tp: TopicPartition, offset: int,
+              resends: int = 0) -> None:
         if self.s.exactly_once and not self._in_txn:
             self.producer.begin_transaction()
             self._in_txn = True
         future = self.producer.send(topic, value=value, key=key)
-        self._unacked.append(Unacked(future, tp, offset, topic, key, value))
+        self._unacked.append(Unacked(future, tp, offset, topic, key, value, resends))
         if len(self._unacked) >= MAX_UNACKED:  # the producer's buffer is unbounded: bound it here
             self._settle_sends()
+
+    def _resend_due(self) -> None:
+        """Re-send the refused records whose back-off has passed (from the loop: stop stays responsive)."""
+        now, later = time.monotonic(), []
+        for at, u in self._resend:
+            if at <= now:
+                self._send(u.topic, u.key, u.value, u.tp, u.offset, u.resends)
+            else:
+                later.append((at, u))
+        self._resend = later
 
     # ---- commits -----------------------------------------------------------------------------
 
     def _settle_sends(self) -> None:
-        """Wait for the broker's acks; mark acknowledged offsets done, re-send refused records."""
-        while self._unacked:
-            start = time.perf_counter()
-            self.producer.flush()
-            failed, emitted = [], 0
-            for u in self._unacked:
-                if u.future.succeeded():
-                    self.tracker.done(u.tp, u.offset)
-                    emitted += u.topic == self.s.output_topic
-                else:
-                    failed.append(u)
-            self.metrics.inc("lrsa_posts_emitted_total", emitted, topic=self.s.output_topic)
-            self.metrics.observe("lrsa_stage_latency_seconds", time.perf_counter() - start, stage="emit")
-            self._unacked = []
-            if failed:
-                if self.s.exactly_once:  # a failed send poisons the transaction: let a restart redo it
-                    raise RuntimeError(f"{len(failed)} transactional sends failed: {failed[0].future.exception}")
-                log.warning("broker refused %d records (%s); re-sending", len(failed), failed[0].future.exception)
-                self.metrics.inc("lrsa_send_retries_total", len(failed))
-                time.sleep(self.s.retry_initial_s)
-                for u in failed:
-                    self._send(u.topic, u.key, u.value, u.tp, u.offset)
+        """Wait (at most FLUSH_WAIT_S, less when stopping) for the broker's acks; mark acknowledged
+        offsets done; schedule refused records for a re-send with back-off (by _resend_due, from the
+        loop) and report them; sends still unanswered stay for the next call. Never loops itself."""
+        if not self._unacked:
+            return
+        start = time.perf_counter()
+        try:
+            self.producer.flush(timeout=max(0.1, min(FLUSH_WAIT_S, self._stop_left())))
+        except KafkaTimeoutError:
+            log.warning("ingest %d: broker acks for %d records not in yet; checking again later",
+                        self.index, sum(not u.future.is_done for u in self._unacked))
+        unsettled, failed, emitted = [], [], 0
+        for u in self._unacked:
+            if not u.future.is_done:
+                unsettled.append(u)
+            elif u.future.succeeded():
+                self.refused -= u.resends > 0  # a refused record got through at last
+                self.tracker.done(u.tp, u.offset)
+                emitted += u.topic == self.s.output_topic
+            else:
+                failed.append(u)
+        self.metrics.inc("lrsa_posts_emitted_total", emitted, topic=self.s.output_topic)
+        self.metrics.observe("lrsa_stage_latency_seconds", time.perf_counter() - start, stage="emit")
+        self._unacked = unsettled
+        if not failed:
+            return
+        if self.s.exactly_once:  # a failed send poisons the transaction: let a restart redo it
+            raise RuntimeError(f"{len(failed)} transactional sends failed: {failed[0].future.exception}")
+        self.metrics.inc("lrsa_send_retries_total", len(failed))
+        for u in failed:
+            self._refused(u)
+
+    def _refused(self, u: Unacked) -> None:
+        """The broker refused a record. Retriable errors are re-sent quietly; one it refuses for
+        good (e.g. larger than the topic's max.message.bytes) is re-sent too, since dropping it
+        would lose the post, but it is counted (lrsa_send_refused_total) and logged, and its
+        partition's commits stay behind it until an operator fixes the cause."""
+        error = u.future.exception
+        for_good = not getattr(error, "retriable", False)
+        if for_good:
+            self.metrics.inc("lrsa_send_refused_total", topic=u.topic, error=type(error).__name__)
+            if u.resends == 0 or u.resends % 10 == 0:
+                log.error("ingest %d: broker refuses a record for %s (%d bytes, source %s/%d) for good: %s: %s; "
+                          "its offset stays uncommitted; re-sending (attempt %d)", self.index, u.topic, len(u.value),
+                          u.tp.topic, u.tp.partition, u.offset, type(error).__name__, error, u.resends + 1)
+        else:
+            log.warning("ingest %d: broker refused a record for %s (%s); re-sending", self.index, u.topic, error)
+        delay = min(self.s.retry_max_s, self.s.retry_initial_s * 2 ** min(u.resends, 16))
+        self.refused += u.resends == 0  # records refused and not yet acknowledged
+        u.resends += 1
+        self._resend.append((time.monotonic() + delay, u))
 
     def _commit(self, commit_offsets: Callable[[dict], Any] | None = None) -> None:
         """Commit what is acknowledged; `commit_offsets` replaces the blocking consumer.commit."""
@@ -436,6 +568,8 @@ class IngestWorker:
                 return False
             self._submit_pending()
             self._advance()
+            if self._resend:
+                self._resend_due()
             if self._pending or self._batches:
                 time.sleep(0.002)
         return True
@@ -464,6 +598,7 @@ class IngestWorker:
             if b.ref is not None:
                 self.stages[b.stage].release(b.actor)
         self._batches, self._pending = [], []
+        self._originals.clear()
 
     async def on_revoked(self, revoked: list[TopicPartition]) -> None:
         """Before another member takes these partitions: finish and commit what we have.
@@ -504,6 +639,8 @@ class IngestWorker:
         self.tracker.revoke(tps)
         for tp in tps:
             self._lag.pop(tp, None)
+        gone = set(tps)
+        self._originals = {k: v for k, v in self._originals.items() if k[0] not in gone}
 
     def _report_lag(self) -> None:
         self._last_lag = time.monotonic()

@@ -21,9 +21,18 @@ SPECS: dict[str, tuple[str, str, tuple[str, ...], tuple[float, ...] | None]] = {
     "lrsa_posts_emitted_total": ("counter", "Results acknowledged by the broker on the output topic", ("topic",), None),
     "lrsa_posts_dead_lettered_total": ("counter", "Posts sent to the dead-letter topic", ("reason",), None),
     "lrsa_stage_retries_total": ("counter", "Stage batches retried after a transient failure", ("stage",), None),
-    "lrsa_stage_errors_total": ("counter", "Stage batch failures by kind (transient, error, actor_died)", ("stage", "kind"), None),
+    "lrsa_stage_errors_total": ("counter", "Stage batch failures by kind (transient, error, nonretryable, actor_died)", ("stage", "kind"), None),
     "lrsa_commits_total": ("counter", "Offset commits (or committed transactions) made", ("mode",), None),
     "lrsa_send_retries_total": ("counter", "Output records re-sent after the broker refused them", (), None),
+    "lrsa_send_refused_total": ("counter", "Records the broker refused for good (not retriable, e.g. too large "
+                                "for the topic); each is re-sent with back-off, its offset uncommitted",
+                                ("topic", "error"), None),
+    "lrsa_batch_splits_total": ("counter", "Batches split in halves to find the post(s) a stage fails on "
+                                "(retry budget spent or a non-retryable error)", ("stage",), None),
+    "lrsa_stage_actor_failures_total": ("counter", "Stage actors that could not be placed or started, or died "
+                                        "for good", ("stage", "kind"), None),
+    "lrsa_stage_actors_unplaced": ("gauge", "1 while a stage pool's last attempt to add an actor failed "
+                                   "(not placed by Ray or not started in --actor-start-timeout-s)", ("stage",), None),
     "lrsa_stage_latency_seconds": ("histogram", "Wall time of one batch in a stage", ("stage",),
                                    (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
     "lrsa_stage_batch_size": ("histogram", "Posts per batch handed to a stage", ("stage",),

@@ -2,7 +2,9 @@
 StageProcessor built from a dotted path in the configuration.
 
 An actor call never raises for a failed batch: it answers ("ok", items) or (kind, message), so
-the ingest actor decides about retries without unpicking Ray's exception wrappers.
+the ingest actor decides about retries without unpicking Ray's exception wrappers. Kinds:
+"transient" (TransientError while the processor says it is healthy), "down" (TransientError while
+it says it is not: an outage), "nonretryable" (NonRetryable), "error" (any other exception).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from typing import Any
 
 from workers import gate as gating
-from workers.stage_api import StageProcessor, TransientError, WorkItem
+from workers.stage_api import NonRetryable, StageProcessor, TransientError, WorkItem
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +52,11 @@ class StageWorker:
         chosen = gating.selected(self.stage, items)  # behind a rationale gate: the posts it sent on
         try:
             out = self.processor.process([items[i] for i in chosen]) if chosen else []
-        except TransientError as e:
-            return "transient", str(e)
-        except Exception as e:  # a bug is not bad input either: retry, never lose the posts
+        except NonRetryable as e:  # this input can never pass: the ingest actor bisects the batch
+            return "nonretryable", f"{type(e).__name__}: {e}"
+        except TransientError as e:  # "down": the processor says its service is out (an outage, not the posts)
+            return ("transient" if self._healthy() else "down"), f"{type(e).__name__}: {e}"
+        except Exception as e:  # a bug or a poison post: retried within the budget, then bisected
             log.exception("stage %s failed on a batch of %d", self.stage, len(items))
             return "error", f"{type(e).__name__}: {e}"
         elapsed_ms = (time.perf_counter() - start) * 1000
@@ -67,6 +71,16 @@ class StageWorker:
 
     def healthy(self) -> bool:
         return self.processor.healthy()
+
+    def _healthy(self) -> bool:
+        try:
+            return bool(self.processor.healthy())
+        except Exception:  # noqa: BLE001 - a failing health check is an unhealthy service
+            return False
+
+    def ping(self) -> bool:
+        """Liveness for the driver: answers once the actor is up (queued behind a running batch)."""
+        return True
 
 
 def start_pool(stage: str, processor_path: str, size: int, num_cpus: float, num_gpus: float,
@@ -105,7 +119,10 @@ class PoolClient:
             self._load = {i: self._load.get(i, 0) for i in range(len(self.actors))}
 
     def submit(self, items: list[WorkItem]) -> tuple[Any, int]:
+        """(ObjectRef, actor index), or (None, -1) while the pool has no actor (all dead, being replaced)."""
         with self._lock:
+            if not self._load:
+                return None, -1
             i = min(self._load, key=self._load.get)
             self._load[i] += 1
             actor = self.actors[i]
