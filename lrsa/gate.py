@@ -100,5 +100,23 @@ def curve(gold: Sequence[Any], post_ids: Sequence[str], text_only: Sequence[Sequ
     return rows
 
 
+def random_baseline(gold: Sequence[Any], post_ids: Sequence[str], text_only: Sequence[Sequence[Any]],
+                    with_rationale: Sequence[Sequence[Any]], sent: int, draws: int = 20,
+                    seed: int = 0) -> float:
+    """Mean JMASA F1 when `sent` posts drawn at random (not by certainty) get their rationale:
+    what the gate's ordering has to beat at the same share sent."""
+    from lrsa.quality import score
+
+    rng = np.random.default_rng(seed)
+    n = len(post_ids)
+    f1 = []
+    for _ in range(draws if 0 < sent < n else 1):
+        chosen = set(rng.choice(n, size=sent, replace=False).tolist())
+        results = [{"post_id": pid, "aspects": [_as_dict(a) for a in (with_rationale if i in chosen else text_only)[i]]}
+                   for i, pid in enumerate(post_ids)]
+        f1.append(score(gold, results)["jmasa"]["f1"])
+    return float(np.mean(f1))
+
+
 def _as_dict(aspect: Any) -> Mapping[str, Any]:
     return aspect if isinstance(aspect, Mapping) else aspect.model_dump()

@@ -9,7 +9,8 @@ text-only scoring (the rule of lrsa/gate.py, on the checkpoint's calibrated conf
 has a calibration). Then for each threshold the gated output takes the with-rationale prediction
 for the posts below the threshold and the text-only one for the rest, and is scored with
 lrsa.quality (the rules of `lrsa bench live-quality`): one row per threshold with the share of
-posts sent, JMASA P/R/F1, MATE F1 and MASC accuracy / macro-F1. The last row, "all", is no gate.
+posts sent, JMASA P/R/F1, MATE F1 and MASC accuracy / macro-F1, beside the mean JMASA F1 of random
+choices of as many posts (what ordering by certainty must beat). The last row, "all", is no gate.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class GateCurveSettings(LrsaSettings):
                             description="gate thresholds, comma separated, each in [0, 1]")
     batch_size: int = Field(32, ge=1, description="posts per forward pass")
     threads: int = Field(1, ge=1, description="torch CPU threads")
+    random_draws: int = Field(20, ge=0, description="per threshold, the mean JMASA F1 of this many random "
+                              "choices of as many posts (the baseline the certainty ordering must beat); 0: off")
     out: Path | None = Field(None, description="also write the report as JSON to this file")
 
     @field_validator("thresholds")
@@ -124,7 +127,7 @@ def run_gate_curve(s: GateCurveSettings) -> dict[str, Any]:
 
     import torch
 
-    from lrsa.gate import curve, post_certainty
+    from lrsa.gate import curve, post_certainty, random_baseline
     from lrsa.predict import Predictor
 
     if not (s.checkpoint / "config.json").exists():
@@ -139,7 +142,12 @@ def run_gate_curve(s: GateCurveSettings) -> dict[str, Any]:
     text_only, none_certainty = score_posts(predictor, texts, None, s.batch_size)
     with_rationale, _ = score_posts(predictor, texts, rationales, s.batch_size)
     certainties = [post_certainty(a, n) for a, n in zip(text_only, none_certainty)]
-    rows = curve(gold, [g.id for g in gold], text_only, with_rationale, certainties, [*s.threshold_list, None])
+    ids = [g.id for g in gold]
+    rows = curve(gold, ids, text_only, with_rationale, certainties, [*s.threshold_list, None])
+    if s.random_draws:
+        for row in rows:
+            row["jmasa_f1_random_same_share"] = random_baseline(gold, ids, text_only, with_rationale, row["sent"],
+                                                                s.random_draws)
     report = {"checkpoint": str(s.checkpoint), "rationales": str(s.rationales),
               "gold": {"source": f"{s.dataset}/{s.split}", "posts": len(gold),
                        "aspects": sum(len(g.aspects) for g in gold)},
@@ -159,10 +167,11 @@ def render(report: dict[str, Any]) -> str:
              f"({'calibrated' if report['calibrated'] else 'uncalibrated'} confidences); "
              f"{report['posts_without_aspects_text_only']} posts without aspects from text alone",
              f"{'threshold':>9}  {'sent':>9}  {'share':>6}  {'JMASA P':>7}  {'R':>5}  {'F1':>5}  "
-             f"{'MATE F1':>7}  {'MASC acc':>8}  {'macro-F1':>8}"]
+             f"{'MATE F1':>7}  {'MASC acc':>8}  {'macro-F1':>8}  {'random F1':>9}"]
     for r in report["rows"]:
         t = "all" if r["threshold"] is None else f"{r['threshold']:g}"
         lines.append(f"{t:>9}  {r['sent']:>4}/{r['posts']:<4}  {100 * r['share_sent']:5.1f}%  "
                      f"{r['jmasa_precision']:7.1f}  {r['jmasa_recall']:5.1f}  {r['jmasa_f1']:5.1f}  "
-                     f"{r['mate_f1']:7.1f}  {r['masc_accuracy']:8.1f}  {r['masc_macro_f1']:8.1f}")
+                     f"{r['mate_f1']:7.1f}  {r['masc_accuracy']:8.1f}  {r['masc_macro_f1']:8.1f}  "
+                     + (f"{r['jmasa_f1_random_same_share']:9.1f}" if "jmasa_f1_random_same_share" in r else f"{'-':>9}"))
     return "\n".join(lines)

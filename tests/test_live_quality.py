@@ -53,6 +53,16 @@ def test_settings_need_one_gold_source_and_known_modes():
     s = settings_from_args(LiveQualitySettings, parser.parse_args(
         ["bench", "live-quality", "--gold", "g", "--modes", "without"]))
     assert s.mode_list == ["without"]
+    for argv in (["--modes", "with,gated"], ["--gate", "0.5,1.5"], ["--gate", "0.5,0.5"], ["--gate", "x"]):
+        with pytest.raises(SettingsError):  # gated needs thresholds; thresholds lie in [0, 1], once each
+            settings_from_args(LiveQualitySettings, parser.parse_args(["bench", "live-quality", "--gold", "g", *argv]))
+    s = settings_from_args(LiveQualitySettings, parser.parse_args(
+        ["bench", "live-quality", "--gold", "g", "--gate", "0.5,0.75"]))
+    assert s.runs == [("with", "with", None), ("without", "without", None), ("gated@0.5", "gated", 0.5),
+                      ("gated@0.75", "gated", 0.75)]
+    s = settings_from_args(LiveQualitySettings, parser.parse_args(
+        ["bench", "live-quality", "--gold", "g", "--modes", "gated,without", "--gate", "0.6"]))
+    assert [name for name, _, _ in s.runs] == ["gated@0.6", "without"]
 
 
 def test_dataset_split_becomes_gold_posts(data_dir):
@@ -75,7 +85,7 @@ def test_live_quality_scores_what_the_pipeline_wrote(tiny_checkpoint: Path, tmp_
            "RAY_AUTH_MODE": "disabled", "LRSA_RATIONALE_PROCESSOR": "stage_doubles:EchoProcessor",
            "LRSA_RAY_NUM_CPUS": "4"}
     cmd = [sys.executable, "-m", "lrsa_cli.main", "bench", "live-quality", "--gold", str(gold),
-           "--checkpoint", str(tiny_checkpoint), "--modes", "with,without", "--idle-s", "2",
+           "--checkpoint", str(tiny_checkpoint), "--modes", "with,without", "--gate", "0.5", "--idle-s", "2",
            "--run-timeout-s", "240", "--triton-threads", "1", "--json", "--out", str(out),
            "--records-dir", str(records)]
     log = tmp_path / "bench.log"
@@ -88,15 +98,22 @@ def test_live_quality_scores_what_the_pipeline_wrote(tiny_checkpoint: Path, tmp_
     posts = load_gold(gold)
     assert report["gold"] == {"source": str(gold), "posts": 6, "aspects": 9}
 
-    for mode in ("with", "without"):
+    for mode in ("with", "without", "gated@0.5"):
         run = report["runs"][mode]
         results = [json.loads(line) for line in (records / f"results-{mode}.jsonl").read_text().splitlines()]
         assert sorted(r["post_id"] for r in results) == [f"g{i}" for i in range(6)]  # each post once
         assert run["results"] == 6 and run["dead_letters"] == 0 and run["consumed"] == 6
         assert run["scores"] == json.loads(json.dumps(score(posts, results)))
         assert run["scores"]["posts"]["missing"] == 0 and run["posts_per_s"] > 0
-        rationales = {bool(r["rationale"]) for r in results}
-        assert rationales == ({True} if mode == "with" else {False})
+        used = [r["rationale_used"] for r in results]
+        assert used == [bool(r["rationale"]) for r in results]
+        assert run["sent_to_llm"] == sum(used) and run["share_sent"] == pytest.approx(sum(used) / 6)
+        if mode == "gated@0.5":  # the gate's own decisions: text-only prescore for all, the LLM for some
+            assert run["rationale_gate"] == 0.5 and all("prescore" in r["timings_ms"] for r in results)
+            assert all(("score" in r["timings_ms"]) is r["rationale_used"] for r in results)
+            assert all(("rationale" in r["model"]) is r["rationale_used"] for r in results)
+            continue
+        assert set(used) == ({True} if mode == "with" else {False})
         assert ("rationale" in results[0]["model"]) is (mode == "with")
         assert "score" in results[0]["timings_ms"]  # scored by the Triton stage
 
@@ -105,3 +122,7 @@ def test_live_quality_scores_what_the_pipeline_wrote(tiny_checkpoint: Path, tmp_
     assert report["rationale_gain"]["mate_f1"] == pytest.approx(w["scores"]["mate"]["f1"] - wo["scores"]["mate"]["f1"])
     assert report["posts_per_s_ratio_with_over_without"] == pytest.approx(w["posts_per_s"] / wo["posts_per_s"])
     assert "posts consumed" in log.read_text() or "results," in log.read_text()  # progress lines
+    g = report["gated"]["gated@0.5"]
+    assert g["share_sent"] == report["runs"]["gated@0.5"]["share_sent"]
+    assert g["jmasa_f1_minus_with"] == pytest.approx(report["runs"]["gated@0.5"]["scores"]["jmasa"]["f1"]
+                                                    - w["scores"]["jmasa"]["f1"])

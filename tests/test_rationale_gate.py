@@ -95,6 +95,12 @@ def test_curve_rows_score_the_combined_predictions():
     assert rows[1]["jmasa_f1"] == pytest.approx(200 / 3)  # the gate keeps post 0 and fixes post 1
     assert all(r["mate_f1"] == pytest.approx(100.0) for r in rows)
     assert rows[1]["masc_accuracy"] == pytest.approx(200 / 3) and rows[1]["sent"] == 1
+    from lrsa.gate import random_baseline
+
+    assert random_baseline(gold, ids, text_only, with_rationale, 0) == pytest.approx(rows[0]["jmasa_f1"])
+    assert random_baseline(gold, ids, text_only, with_rationale, 3) == pytest.approx(rows[2]["jmasa_f1"])
+    # one post of three at random: post 0 (breaks it), 1 (fixes it) or 2 (no change), each a third of the time
+    assert random_baseline(gold, ids, text_only, with_rationale, 1, draws=300) == pytest.approx(100 / 3, abs=4)
 
 
 # ---- the result record --------------------------------------------------------------------------------
@@ -283,6 +289,8 @@ def test_gate_curve_on_a_tiny_checkpoint(tiny_checkpoint, data_dir, tmp_path):
     assert rows[0]["jmasa_f1"] == pytest.approx(f1(predictor.predict(texts)))
     assert rows[-1]["jmasa_f1"] == pytest.approx(f1(predictor.predict(texts, rationales)))
     assert "share" in render(report) and "all" in render(report)
+    assert rows[0]["jmasa_f1_random_same_share"] == pytest.approx(rows[0]["jmasa_f1"])
+    assert rows[-1]["jmasa_f1_random_same_share"] == pytest.approx(rows[-1]["jmasa_f1"])
 
 
 def test_gate_curve_settings_check_thresholds():
