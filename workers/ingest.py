@@ -523,13 +523,15 @@ class IngestWorker:
         """The broker refused a record. Retriable errors are re-sent quietly; one it refuses for
         good (e.g. larger than the topic's max.message.bytes) is re-sent too, since dropping it
         would lose the post, but it is counted (lrsa_send_refused_total) and logged, and its
-        partition's commits stay behind it until an operator fixes the cause."""
+        partition's commits stay behind it until an operator fixes the cause. kafka-python's idempotent
+        producer aborts the batches in flight with such a record as well: those records get the same
+        error and are re-sent the same way (the back-off, up to retry_max_s, keeps that rare)."""
         error = u.future.exception
         for_good = not getattr(error, "retriable", False)
         if for_good:
             self.metrics.inc("lrsa_send_refused_total", topic=u.topic, error=type(error).__name__)
             if u.resends == 0 or u.resends % 10 == 0:
-                log.error("ingest %d: broker refuses a record for %s (%d bytes, source %s/%d) for good: %s: %s; "
+                log.error("ingest %d: broker refuses a record for %s (%d bytes, source %s/%d/%d) for good: %s: %s; "
                           "its offset stays uncommitted; re-sending (attempt %d)", self.index, u.topic, len(u.value),
                           u.tp.topic, u.tp.partition, u.offset, type(error).__name__, error, u.resends + 1)
         else:

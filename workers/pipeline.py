@@ -10,8 +10,11 @@ import time
 from collections import deque
 from typing import Any
 
+from workers.actor_start import Liveness, Starting, StartupError, await_started, check_placeable, poll_starting, \
+    start_watch
 from workers.config import WorkerSettings
-from workers.metrics import DriverMetrics
+from workers.ingest import STOP_RESERVE_S
+from workers.metrics import DriverMetrics, MetricsBuffer
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,11 @@ def init_ray(s: WorkerSettings) -> None:
 
 class Pools:
     """The stage actor pools, between min and max actors: one more while a stage's in-flight slots
-    stay mostly in use, one fewer while they stay mostly idle."""
+    stay mostly in use, one fewer while they stay mostly idle. A new actor joins its pool only once
+    it answered (workers/actor_start.py); one that is not placed or started within
+    actor_start_timeout_s is dropped and reported, and the pool works on with what it has. A dead
+    actor (Ray's restarts spent) leaves its pool and is replaced while the pool is below its min.
+    Driver thread only."""
 
     GROW_AT = 0.75    # average share of the stage's in-flight slots in use over the grow window
     SHRINK_AT = 0.25  # ... and at most this over the (longer) shrink window
@@ -44,17 +51,25 @@ class Pools:
         self.specs = {name: (path, lo, hi, gpus, cpus) for name, path, lo, hi, gpus, cpus in s.stage_settings()}
         self.metrics_host = s.metrics_host if s.stage_metrics else None
         self.gates = {name: s.stage_gate(name) for name in self.specs}  # the prescore's threshold
+        self.start_timeout_s = s.actor_start_timeout_s
+        self.metrics = MetricsBuffer()  # drained into the driver's registry with the actors' buffers
+        self.starting: dict[str, Starting] = {}     # an actor being added to the pool, not yet answered
+        self.unplaced: dict[str, str] = {}          # stage -> why its last new actor did not start
+        self._grow_after: dict[str, float] = {}     # no new grow attempt before this (after a failed start)
+        self._liveness = Liveness()
+        for name, (path, lo, hi, gpus, cpus) in self.specs.items():
+            check_placeable(name, cpus, gpus, autoscaling=bool(s.ray_address))
         self.actors = {name: start_pool(name, path, lo, cpus, gpus, self.metrics_host, self.gates[name])
                        for name, (path, lo, hi, gpus, cpus) in self.specs.items()}
         self.occupancy: dict[str, float] = {}
         self.grow_after_s, self.shrink_after_s = s.pool_grow_after_s, s.pool_shrink_after_s
         self._windows: dict[str, tuple[OccupancyWindow, OccupancyWindow]] = {}
 
-    def log_metrics_ports(self) -> None:
-        import ray
-
+    def log_metrics_ports(self, stop: threading.Event | None = None) -> None:
+        """Waits (at most actor_start_timeout_s) for every actor to answer; StartupError if one does not."""
         for name, actors in self.actors.items():
-            ports = ray.get([a.metrics_port.remote() for a in actors])
+            path, lo, hi, gpus, cpus = self.specs[name]
+            ports = await_started(name, actors, self.start_timeout_s, cpus, gpus, stop)
             if any(ports):
                 log.info("stage %s actors' own /metrics on %s ports %s", name, self.metrics_host, ports)
 
@@ -82,19 +97,63 @@ class Pools:
             if changed is not None:
                 continue
             pool = self.actors[name]
-            if grow.full() and share >= self.GROW_AT and len(pool) < hi:
-                pool.append(new_actor(name, path, cpus, gpus, self.metrics_host, self.gates[name]))
-                verb, over = "grown", self.grow_after_s
+            if (grow.full() and share >= self.GROW_AT and len(pool) < hi and name not in self.starting
+                    and now >= self._grow_after.get(name, 0.0)):
+                self.starting[name] = start_watch(new_actor(name, path, cpus, gpus, self.metrics_host, self.gates[name]))
+                verb, over = "growing (the new actor joins once it answers)", self.grow_after_s
             elif shrink.full() and idle_share is not None and idle_share <= self.SHRINK_AT and len(pool) > lo:
-                pool.pop()
+                self._liveness.forget(pool.pop())
                 verb, over, share = "shrunk", self.shrink_after_s, idle_share
             else:
                 continue
             grow.clear()  # judge the new pool size on its own windows
             shrink.clear()
-            log.info("stage %s slots %.0f%% in use over %.0fs: pool %s to %d", name, 100 * share, over, verb, len(pool))
+            log.info("stage %s slots %.0f%% in use over %.0fs: pool %s to %d", name, 100 * share, over, verb,
+                     len(pool) + (name in self.starting))
             changed = name
         return changed
+
+    def tend(self) -> set[str]:
+        """Non-blocking, every supervise tick: a started actor joins its pool; one that did not start
+        in time is dropped and reported; dead actors leave and are replaced up to the pool's min.
+        Returns the stages whose actor lists changed."""
+        from workers.stages import new_actor
+
+        changed: set[str] = set()
+        now = time.monotonic()
+        for name, starting in list(self.starting.items()):
+            state, why = poll_starting(name, starting, self.start_timeout_s)
+            if state == "ready":
+                self.actors[name].append(starting.actor)
+                del self.starting[name]
+                self.unplaced.pop(name, None)
+                self.metrics.set("lrsa_stage_actors_unplaced", 0, stage=name)
+                log.info("stage %s: new actor up; pool now %d", name, len(self.actors[name]))
+                changed.add(name)
+            elif state == "failed":
+                del self.starting[name]
+                self.unplaced[name] = why
+                self._grow_after[name] = now + self.start_timeout_s
+                self.metrics.inc("lrsa_stage_actor_failures_total", stage=name, kind="not_started")
+                self.metrics.set("lrsa_stage_actors_unplaced", 1, stage=name)
+                log.error("stage %s: a new actor %s; the pool keeps working with its %d actor(s)",
+                          name, why, len(self.actors[name]))
+        for name, pool in self.actors.items():
+            for dead in self._liveness.dead(pool):
+                pool.remove(dead)
+                self._liveness.forget(dead)
+                self.metrics.inc("lrsa_stage_actor_failures_total", stage=name, kind="died")
+                log.error("stage %s: an actor died for good (Ray's restarts spent); pool now %d", name, len(pool))
+                changed.add(name)
+            path, lo, hi, gpus, cpus = self.specs[name]
+            if len(pool) < lo and name not in self.starting:
+                log.info("stage %s: below its min (%d < %d): starting a replacement", name, len(pool), lo)
+                self.starting[name] = start_watch(new_actor(name, path, cpus, gpus, self.metrics_host, self.gates[name]))
+        return changed
+
+    def status(self) -> dict[str, Any]:
+        return {name: {"actors": len(pool), "starting": name in self.starting, "unplaced": self.unplaced.get(name)}
+                for name, pool in self.actors.items()}
 
 
 class OccupancyWindow:
@@ -127,6 +186,7 @@ class Pipeline:
         self.s = s
         self.metrics = metrics or DriverMetrics()
         self.stop_requested = threading.Event()
+        self.stop_requested_at: float | None = None  # monotonic; set by the signal handler before the Event
         self.statuses: list[dict[str, Any]] = []        # latest status of each ingest actor
         self.final_statuses: list[dict[str, Any]] = []  # what each ingest actor's run() returned
         self.metrics_port: int | None = None
@@ -142,8 +202,13 @@ class Pipeline:
         if s.metrics_port is not None:
             self.metrics_port = self.metrics.serve(s.metrics_host, s.metrics_port)
             log.info("metrics at http://%s:%d/metrics", s.metrics_host, self.metrics_port)
-        pools = Pools(s)
-        pools.log_metrics_ports()
+        try:
+            pools = Pools(s)
+            pools.log_metrics_ports(self.stop_requested)
+        except StartupError as e:
+            log.error("cannot start: %s", e)
+            return 2
+        self.pools = pools
         actor_cls = ray.remote(IngestActor).options(num_cpus=s.ingest_num_cpus, max_concurrency=4)
         self.actors = [actor_cls.remote(s.model_dump(), i, pools.handles()) for i in range(s.ingest_actors)]
         runs = {a.run.remote(): a for a in self.actors}
@@ -160,10 +225,18 @@ class Pipeline:
         import ray
 
         stopping = False
+        stop_by = float("inf")  # once stopping: when the driver ends the ingest actors itself
         idle_since: float | None = None
         pending = list(runs)
         while pending:
-            done, pending = ray.wait(pending, num_returns=len(pending), timeout=self.s.metrics_interval_s)
+            if time.monotonic() >= stop_by:
+                log.error("%d ingest actor(s) not stopped within --stop-grace-s %gs; ending them (their "
+                          "uncommitted posts are redone after a restart)", len(pending), self.s.stop_grace_s)
+                for a in self.actors:
+                    ray.kill(a)
+                return 1
+            done, pending = ray.wait(pending, num_returns=len(pending),
+                                     timeout=max(0.01, min(self.s.metrics_interval_s, stop_by - time.monotonic())))
             for ref in done:
                 try:
                     self._report_final(ray.get(ref))
@@ -174,11 +247,15 @@ class Pipeline:
             if stopping:
                 continue
             self._collect_metrics()
-            self.statuses = ray.get([a.status.remote() for a in self.actors])
-            changed = pools.rescale(self._busy_slot_s(), self.s.max_inflight_batches * len(self.actors))
-            if changed:
+            try:
+                self.statuses = ray.get([a.status.remote() for a in self.actors], timeout=30)
+            except ray.exceptions.GetTimeoutError:
+                log.warning("ingest actors' status not in within 30s; asking again")
+            grown_or_shrunk = pools.rescale(self._busy_slot_s(), self.s.max_inflight_batches * len(self.actors))
+            for changed in pools.tend() | ({grown_or_shrunk} - {None}):
                 for a in self.actors:
                     a.set_stage_actors.remote(changed, pools.actors[changed])
+            self.metrics.apply(pools.metrics.drain())
             for name, actors in pools.actors.items():
                 self.metrics.set("lrsa_actor_pool_size", len(actors), stage=name)
                 if name in pools.occupancy:
@@ -189,12 +266,19 @@ class Pipeline:
                 log.info("stopping: %s", "signal" if self.stop_requested.is_set() else "input drained and idle")
                 self._stop_all()
                 stopping = True
+                since = self.stop_requested_at if self.stop_requested.is_set() else None
+                stop_by = (since or time.monotonic()) + max(self.s.stop_grace_s - STOP_RESERVE_S + 2.0,
+                                                            self.s.stop_grace_s * 0.6)
         return 0
 
     def _report_final(self, status: dict[str, Any]) -> None:
         """Logged here, not only in the actor: an actor's log lines reach the driver's log
         asynchronously and can be cut off by the shutdown that follows."""
         self.final_statuses.append(status)
+        if status.get("refused"):
+            log.error("ingest %d stopped with %d records the broker refused for good still unsent (see "
+                      "lrsa_send_refused_total); their posts stay uncommitted and are redone after a restart",
+                      status["index"], status["refused"])
         if status["left_uncommitted"]:
             log.warning("ingest %d stopped with %d posts unfinished after the drain timeout; left them "
                         "uncommitted (the partitions' next owner or a restart fetches them again)",
@@ -235,7 +319,7 @@ class Pipeline:
         import ray
 
         try:
-            for delta in ray.get([a.drain_metrics.remote() for a in self.actors], timeout=10):
+            for delta in ray.get([a.drain_metrics.remote() for a in self.actors], timeout=3):
                 self.metrics.apply(delta)
         except Exception as e:  # an actor gone: its last second of metrics is lost, not the posts
             log.warning("metrics drain failed: %s", e)
@@ -248,7 +332,9 @@ def run_worker(s: WorkerSettings) -> int:
     def on_signal(signum, _frame):
         if pipeline.stop_requested.is_set():
             raise KeyboardInterrupt
-        log.info("%s: draining in-flight work, committing, closing", signal.Signals(signum).name)
+        log.info("%s: draining in-flight work, committing, closing (within --stop-grace-s %gs)",
+                 signal.Signals(signum).name, s.stop_grace_s)
+        pipeline.stop_requested_at = time.monotonic()
         pipeline.stop_requested.set()
 
     try:

@@ -74,6 +74,9 @@ class ScorerSettings(LrsaSettings):
     certificate_chain: Path | None = Field(None, description="PEM client certificate chain (mutual TLS)")
     headers: dict[str, str] = Field(default_factory=dict, description="extra gRPC metadata sent with each "
                                                                       "request, e.g. an auth token")
+    startup_timeout_s: float = Field(30.0, gt=0, description="a new score actor waits at most this for Triton at "
+                                     "`url` to be reachable with its model ready, then fails (the worker does not "
+                                     "start) with a message naming LRSA_SCORER_URL")
     reconnect_backoff_max_ms: int = Field(1000, ge=100, description="cap of gRPC's reconnect backoff, so that a "
                                                                     "restarted server is found again quickly")
 
@@ -214,15 +217,33 @@ class ScoreProcessor:
         from lrsa.model import load_config
 
         self.settings = s = settings or ScorerSettings()
+        if not s.url.strip():
+            raise ValueError("LRSA_SCORER_URL (scorer setting `url`) is empty: set it to Triton's gRPC host:port")
         if not (Path(s.checkpoint) / "config.json").exists():
             raise ValueError(f"no checkpoint at {s.checkpoint}: set LRSA_SCORER_CHECKPOINT to the served one")
         self.model_config = load_config(s.checkpoint)
         self.calibration = ConfidenceCalibration.from_dict(self.model_config.confidence_calibration)
         self.tokenizer = AutoTokenizer.from_pretrained(str(s.checkpoint))
-        self.transport: Transport = (AioTransport if s.client == "aio" else SyncTransport)(s)
+        try:
+            self.transport: Transport = (AioTransport if s.client == "aio" else SyncTransport)(s)
+        except Exception as e:  # noqa: BLE001 - a malformed address: say which setting
+            raise ValueError(f"LRSA_SCORER_URL={s.url!r} is not a usable Triton gRPC address: {e}") from e
         self.circuit = CircuitBreaker(s.circuit_failures, s.circuit_reset_s, on_change=self._circuit_changed)
         self.backoff = Backoff(s.backoff_base_s, s.backoff_max_s)
         CIRCUIT.set(CircuitState.closed)
+        self._await_server()
+
+    def _await_server(self) -> None:
+        """Start-up check with a deadline: a wrong or unreachable LRSA_SCORER_URL fails here, once,
+        with the setting's name, instead of every batch retrying against nothing for ever."""
+        s, deadline = self.settings, time.monotonic() + self.settings.startup_timeout_s
+        while not self._probe():
+            if time.monotonic() >= deadline:
+                self.transport.close()
+                raise ConnectionError(
+                    f"Triton at LRSA_SCORER_URL={s.url!r} is not reachable, or model {s.model_name!r} is not ready "
+                    f"there, after {s.startup_timeout_s:g}s (LRSA_SCORER_STARTUP_TIMEOUT_S)")
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
     def process(self, items: list[WorkItem]) -> list[WorkItem]:
         from lrsa.gate import no_aspect_certainty
