@@ -20,7 +20,7 @@ from pydantic_settings import SettingsConfigDict
 
 from lrsa.rationale.config import RationaleSettings
 from lrsa.rationale.engine import RationaleEngine, RationaleRequest
-from workers.stage_api import WorkItem
+from workers.stage_api import NonRetryable, WorkItem
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,12 @@ class RationaleProcessor:
         try:
             requests = [RationaleRequest(it.post.text, it.post.image_bytes()) for it in items]
             rationales = self.engine.generate(requests)
+        except Exception as e:
+            if _undecodable_image(e) and any(r.image for r in requests):
+                # validation verified the image, but the VLM's decoder still refuses it: no retry
+                # fixes that; the pipeline bisects the batch down to the post with that image
+                raise NonRetryable(f"an image cannot be decoded: {type(e).__name__}: {e}") from e
+            raise
         finally:
             self._queued(-len(items))
         for item, r in zip(items, rationales):
@@ -111,3 +117,9 @@ class RationaleProcessor:
 
     def healthy(self) -> bool:
         return True  # in-process model: nothing downstream can be down
+
+
+def _undecodable_image(e: BaseException) -> bool:
+    from PIL import Image, UnidentifiedImageError
+
+    return isinstance(e, (UnidentifiedImageError, Image.DecompressionBombError))
