@@ -73,7 +73,7 @@ class RationaleProcessor:
             requests = [RationaleRequest(it.post.text, it.post.image_bytes()) for it in items]
             rationales = self.engine.generate(requests)
         except Exception as e:
-            if _undecodable_image(e) and any(r.image for r in requests):
+            if _undecodable_image(e) and any(it.post.image is not None for it in items):
                 # validation verified the image, but the VLM's decoder still refuses it: no retry
                 # fixes that; the pipeline bisects the batch down to the post with that image
                 raise NonRetryable(f"an image cannot be decoded: {type(e).__name__}: {e}") from e
