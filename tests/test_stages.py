@@ -87,23 +87,55 @@ def test_the_window_forgets_load_older_than_its_span() -> None:
     assert share == 0.0 and window.full()
 
 
-def test_pools_grow_when_busy_and_shrink_when_idle_within_bounds(monkeypatch) -> None:
-    """The driver's scaling decisions, with actor creation replaced (the metrics test runs real actors)."""
+def _fake_pools(monkeypatch, started: str):
+    """Pools with actor creation replaced: actors are ints, a new one answers as `started` says."""
+    import workers.pipeline
     import workers.stages
+    from workers.actor_start import Starting
     from workers.pipeline import Pools
 
     made = iter(range(100))
     monkeypatch.setattr(workers.stages, "new_actor", lambda *a, **k: next(made))
     monkeypatch.setattr(workers.stages, "start_pool", lambda stage, path, size, *a, **k: [next(made) for _ in range(size)])
-    clock = [0.0]
+    monkeypatch.setattr(workers.pipeline, "check_placeable", lambda *a, **k: None)
+    monkeypatch.setattr(workers.pipeline, "start_watch", lambda actor: Starting(actor, None, 0.0))
+    monkeypatch.setattr(workers.pipeline, "poll_starting",
+                        lambda stage, st, timeout: (started, "" if started == "ready" else "not placed by Ray"))
     s = WorkerSettings(rationale_enabled=True, rationale_pool_min=1, rationale_pool_max=2,
-                       pool_grow_after_s=5, pool_shrink_after_s=20)
-    pools, busy, changes = Pools(s), 0.0, []
+                       pool_grow_after_s=5, pool_shrink_after_s=20, actor_start_timeout_s=30)
+    pools = Pools(s)
+    monkeypatch.setattr(pools._liveness, "dead", lambda actors: [])
+    return pools
+
+
+def test_a_new_actor_that_does_not_start_is_reported_and_the_pool_keeps_its_actors(monkeypatch) -> None:
+    pools = _fake_pools(monkeypatch, started="failed")
+    busy, t = 0.0, 0.0
+    grows = []
+    for _ in range(20):
+        grows.append(pools.rescale({"rationale": busy}, capacity=4, now=t))
+        pools.tend()
+        busy, t = busy + 4 * 0.9, t + 1.0
+    assert pools.actors["rationale"] == [0]  # the first actor, still working alone
+    assert pools.unplaced["rationale"] == "not placed by Ray"
+    assert pools.status()["rationale"] == {"actors": 1, "starting": False, "unplaced": "not placed by Ray"}
+    assert grows.count("rationale") == 1  # no new attempt within actor_start_timeout_s
+    delta = pools.metrics.drain()
+    assert delta["counters"][("lrsa_stage_actor_failures_total", (("kind", "not_started"), ("stage", "rationale")))] == 1
+    assert delta["gauges"][("lrsa_stage_actors_unplaced", (("stage", "rationale"),))] == 1
+
+
+def test_pools_grow_when_busy_and_shrink_when_idle_within_bounds(monkeypatch) -> None:
+    """The driver's scaling decisions, with actor creation replaced (the metrics test runs real actors)."""
+    pools = _fake_pools(monkeypatch, started="ready")
+    clock, busy, changes = [0.0], 0.0, []
 
     def run(seconds: int, in_use: float) -> None:
         nonlocal busy
         for _ in range(seconds):
-            changes.append((clock[0], pools.rescale({"rationale": busy}, capacity=4, now=clock[0]), len(pools.actors["rationale"])))
+            change = pools.rescale({"rationale": busy}, capacity=4, now=clock[0])
+            pools.tend()  # a new actor that answered joins its pool
+            changes.append((clock[0], change, len(pools.actors["rationale"])))
             clock[0] += 1.0
             busy += 4 * in_use
 
