@@ -546,6 +546,10 @@ class IngestWorker:
         self._last_commit = time.monotonic()
         self._barrier = False
         self._settle_sends()
+        if self.s.exactly_once and self._unacked:
+            # acks still out (the bounded wait ended): a transaction committed now would hold outputs
+            # whose offsets only the next one commits. Try again at the next interval.
+            return
         offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self.tracker.to_commit().items()}
         if self.s.exactly_once:
             if self._in_txn:
