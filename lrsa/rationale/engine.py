@@ -19,7 +19,7 @@ from lrsa.rationale.batcher import BatchStats, ContinuousBatcher
 from lrsa.rationale.cache import CacheStats, RationaleCache, cache_key
 from lrsa.rationale.config import RationaleSettings
 from lrsa.rationale.loading import LoadedModel, load_model
-from lrsa.rationale.prompts import render, text_messages
+from lrsa.rationale.prompts import finish, render, text_messages
 from lrsa.rationale.vision import ImageDescriber
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,9 @@ class RationaleEngine:
         self.totals.prefill_tokens += stats.prefill_tokens
         self.totals.generation_s += stats.seconds
         log.debug("generated %d rationales, %d tokens in %.2f s", len(requests), stats.new_tokens, stats.seconds)
-        return [Rationale(t.strip(), img, len(tok)) for t, img, tok in zip(texts, images, tokens)]
+        version = self.settings.prompt_version
+        return [Rationale(finish(t, r.text, version), img, len(tok))
+                for t, r, img, tok in zip(texts, requests, images, tokens)]
 
     def _describe(self, requests: list[RationaleRequest]) -> list[str | None]:
         if not self.describer:
