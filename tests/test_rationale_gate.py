@@ -165,10 +165,17 @@ def test_stage_bodies_gate_in_process(tmp_path, monkeypatch):
     rescore = StageWorker("score", "stage_doubles:GateScoreDouble")
     items = _items("a is 0.2 sure", "b is 0.8 sure", "c is none sure none=0.3", "d is none sure",
                    "e is 0.5 sure", "f is 0.49 sure")
+    from prometheus_client import REGISTRY
+
+    def counted(decision: str) -> float:
+        return REGISTRY.get_sample_value("lrsa_rationale_gate_posts_total", {"decision": decision}) or 0.0
+
+    before = {d: counted(d) for d in ("rationale", "text_only")}
     for worker in (prescore, rationale, rescore):
         status, items = worker.process(items)
         assert status == "ok" and [it.post.id for it in items] == [f"p{i}" for i in range(6)]
     sent = ["p0", "p2", "p5"]
+    assert {d: counted(d) - n for d, n in before.items()} == {"rationale": 3, "text_only": 3}
     assert [it.rationale_wanted for it in items] == [it.post.id in sent for it in items]
     assert (tmp_path / "rationale.txt").read_text().split() == sent
     scored = [line.split() for line in (tmp_path / "score.txt").read_text().splitlines()]
