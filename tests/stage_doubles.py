@@ -111,3 +111,14 @@ class PoisonProcessor(EchoProcessor):
                 raise NonRetryable(f"cannot process post {bad[0]}")
             raise TransientError(f"flaky on post {bad[0]}")
         return super().process(items)
+
+
+class DyingProcessor(EchoProcessor):
+    """An echo stage whose process exits (the actor's worker dies) on any batch while the file
+    LRSA_TEST_DIE_FILE exists: Ray restarts it (max_restarts) until its restarts are spent."""
+
+    def process(self, items: list[WorkItem]) -> list[WorkItem]:
+        die = os.environ.get("LRSA_TEST_DIE_FILE")
+        if die and os.path.exists(die):
+            os._exit(1)
+        return super().process(items)

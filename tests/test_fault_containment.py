@@ -142,3 +142,26 @@ def test_a_pool_whose_new_actor_cannot_be_placed_keeps_working_and_reports_it(ka
     assert wait_exit(worker, 150, log) == 0
     results = read_all(kafka_bootstrap, topics["out"])
     assert set(ids_of(results)) == data.good_ids and len(results) == 800
+
+
+def test_a_dead_stage_actor_leaves_its_pool_and_is_replaced(kafka_bootstrap, kafka_topic, tmp_path) -> None:
+    """The rationale actor's process exits on every batch until Ray's restarts are spent; the driver
+    drops the dead actor, starts a replacement (pool min 1), and once the cause is gone every post
+    has its result and none is dead-lettered."""
+    die = tmp_path / "die"
+    die.touch()
+    data = make_dataset(100, 0, seed=10)
+    topics = topics_for(kafka_topic, "dead", partitions=1)
+    produce(kafka_bootstrap, topics["in"], data.values)
+    log = tmp_path / "worker.log"
+    worker = start_worker(kafka_bootstrap, topics, "dead", "--rationale-enabled", "--rationale-processor",
+                          "stage_doubles:DyingProcessor", "--retry-initial-s", "0.2", "--retry-max-s", "1",
+                          "--retry-budget-attempts", "100", "--retry-budget-s", "300", "--exit-when-idle", "2",
+                          log=log, env={"LRSA_TEST_DIE_FILE": str(die)})
+    wait_for(lambda: "an actor died for good" in log.read_text(), 120, what="the dead actor noticed")
+    die.unlink()
+    assert wait_exit(worker, 120, log) == 0
+    text = log.read_text()
+    assert "starting a replacement" in text and "new actor up" in text
+    assert set(ids_of(read_all(kafka_bootstrap, topics["out"]))) == data.good_ids
+    assert len(read_all(kafka_bootstrap, topics["dlq"])) == 0
