@@ -74,5 +74,5 @@ def tiny_rationale_processor():
     from lrsa.rationale.engine import RationaleEngine
     from workers.rationale_stage import RationaleProcessor, RationaleStageSettings
 
-    settings = RationaleStageSettings(device="cpu", slots=2, max_len=160, max_new_tokens=5, threads=1)
+    settings = RationaleStageSettings(device="cpu", slots=2, max_len=320, max_new_tokens=5, threads=1)  # the default prompt fits
     return RationaleProcessor(settings, engine=RationaleEngine(settings, loaded=tiny_loaded()))

@@ -15,6 +15,7 @@ import torch
 
 from lrsa.rationale.batcher import ContinuousBatcher
 from lrsa.rationale.config import RationaleSettings
+from lrsa.rationale.prompts import PROMPT_VERSION
 from lrsa.rationale.engine import RationaleEngine, RationaleRequest
 from lrsa.rationale.loading import resolve_model_dir
 from lrsa.rationale.vision import ImageDescriber
@@ -115,7 +116,7 @@ def test_engine_writes_rationales_and_answers_copies_from_cache():
     assert again[0].cached and again[0].text == first[0].text and again[0].new_tokens == 0
     stats = engine.cache_stats()
     assert (stats.hits, stats.misses, stats.size) == (1, 2, 2)
-    assert engine.versions() == {"rationale_llm": settings.model, "rationale_prompt": "v1"}
+    assert engine.versions() == {"rationale_llm": settings.model, "rationale_prompt": PROMPT_VERSION}
 
 
 def _png(color: str, size: tuple[int, int] = (40, 30)) -> bytes:
@@ -196,7 +197,7 @@ def test_batch_job_writes_jsonl_and_resumes(tmp_path):
     run(settings, engine)
     first = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["image_id"] for r in first] == [f"{i}.jpg" for i in range(5)]
-    assert first[0]["text"] == "RT @ x : I love my phone 0" and first[0]["prompt_version"] == "v1"
+    assert first[0]["text"] == "RT @ x : I love my phone 0" and first[0]["prompt_version"] == PROMPT_VERSION
     assert all(r["rationale"] and r["model"] == settings.model for r in first)
     with out.open("a") as f:
         f.write('{"image_id": "5.jpg", "rati')  # killed mid-write

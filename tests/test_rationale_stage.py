@@ -8,6 +8,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from lrsa.rationale.config import RationaleSettings
+from lrsa.rationale.prompts import PROMPT_VERSION
 from lrsa.schemas import Post, SourceRef
 from rationale_helpers import tiny_rationale_processor
 from workers.rationale_stage import RationaleStageSettings
@@ -43,7 +44,7 @@ def test_processor_sets_rationales_and_counts_tokens_batches_and_cache_hits():
     assert _sample("lrsa_rationale_cache_hits_total") - before["lrsa_rationale_cache_hits_total"] == 1
     assert _sample("lrsa_rationale_batch_posts_count") - before["lrsa_rationale_batch_posts_count"] == 2
     assert _sample("lrsa_rationale_queue_depth") == 0  # nothing left in the actor
-    assert processor.versions()["rationale_prompt"] == "v1" and processor.healthy()
+    assert processor.versions()["rationale_prompt"] == PROMPT_VERSION and processor.healthy()
 
 
 def test_stage_settings_come_from_env(monkeypatch):
@@ -67,6 +68,6 @@ def test_processor_runs_in_the_pipelines_stage_actor():
         actor = new_actor("rationale", "rationale_helpers:tiny_rationale_processor", num_cpus=1, num_gpus=0)
         status, items = ray.get(actor.process.remote(_items("I love my new phone", "I hate my phone")), timeout=180)
         assert status == "ok" and all(it.rationale for it in items)
-        assert items[0].model_versions["rationale_prompt"] == "v1" and "rationale" in items[0].timings_ms
+        assert items[0].model_versions["rationale_prompt"] == PROMPT_VERSION and "rationale" in items[0].timings_ms
     finally:
         ray.shutdown()

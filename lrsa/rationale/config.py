@@ -22,7 +22,9 @@ class RationaleSettings(LrsaSettings):
     model_cache_dir: Path | None = Field(None, description="where converted models are cached (~/.cache/lrsa/models)")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
     dtype: str = Field("auto", description="auto (bf16 on GPU and on CPUs with native bf16, else fp32), bfloat16, float16, float32")
-    prompt_version: str = Field(PROMPT_VERSION, description="prompt template version")
+    prompt_version: str = Field(PROMPT_VERSION, description="prompt template version (lrsa/rationale/prompts.py): v1 "
+                                "free prose; v2 few-shot 'Name: sentiment - reason' lines; v3 v2 plus the post's "
+                                "candidate names (docs/rationale.md, Rationale quality)")
     max_new_tokens: int = Field(64, ge=1, description="longest rationale, in tokens")
     slots: int = Field(32, ge=1, description="rows decoded together (continuous-batching slots)")
     max_len: int = Field(448, ge=16, description="prompt + rationale tokens per slot (KV cache length); a prompt "

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PROMPT_VERSION = "v1"
+PROMPT_VERSION = "v3"  # the default (RationaleSettings.prompt_version); v1 before issue 18, see docs/rationale.md
 
 
 @dataclass(frozen=True)
