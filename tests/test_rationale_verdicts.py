@@ -83,6 +83,7 @@ def test_score_counts_accuracy_mentions_recall_and_template_share():
     assert r["mention_share"] == pytest.approx(100 * 4 / 7, abs=0.01)
     assert r["accuracy_on_mentioned"] == 75.0
     assert r["recall"] == {"negative": 50.0, "neutral": pytest.approx(100 / 3, abs=0.01), "positive": 50.0}
+    assert r["macro_recall"] == pytest.approx((50 + 100 / 3 + 50) / 3, abs=0.01)
     assert r["gold"] == {"negative": 2, "neutral": 3, "positive": 2}
     assert r["verdicts"] == {"negative": 1, "neutral": 1, "positive": 2, "unclear": 0, "none": 3}
     assert r["confusion"]["negative"] == {"positive": 1, "negative": 1}
