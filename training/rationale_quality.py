@@ -73,7 +73,7 @@ def teacher_per_aspect(data_dir: Path, dataset: str, split: str, examples) -> di
             "accuracy": round(100.0 * correct / total, 2) if total else 0.0}
 
 
-def run(s: RationaleQualitySettings) -> dict:
+def run(s: RationaleQualitySettings, engine=None) -> dict:
     from training.data import load_split
 
     source = "reasons" if s.reasons else "none"
@@ -88,17 +88,17 @@ def run(s: RationaleQualitySettings) -> dict:
         report["source"] = str(s.rationale_file)
         rationales = [e.rationale for e in examples]
     else:
-        rationales, timing = generate(s, examples)
+        rationales, timing = generate(s, examples, engine)
         report.update(source="generated", model=s.model, prompt_version=s.prompt_version, **timing)
     report.update(score(gold_items(examples, rationales)))
     return report
 
 
-def generate(s: RationaleQualitySettings, examples) -> tuple[list[str], dict]:
+def generate(s: RationaleQualitySettings, examples, engine=None) -> tuple[list[str], dict]:
     from lrsa.rationale.engine import RationaleEngine, RationaleRequest
 
     t_load = time.perf_counter()
-    engine = RationaleEngine(s)
+    engine = engine or RationaleEngine(s)
     load_s = time.perf_counter() - t_load
     texts = [" ".join(e.words) for e in examples]
     out: list[str] = []
