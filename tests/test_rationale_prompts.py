@@ -6,7 +6,8 @@ import pytest
 
 from lrsa.rationale.config import RationaleSettings
 from lrsa.rationale.names import candidate_names
-from lrsa.rationale.prompts import PROMPT_VERSION, _user_turn, TEMPLATES, finish, get_template, text_messages, tidy_name_lines
+from lrsa.rationale.prompts import (PROMPT_VERSION, TEMPLATES, _user_turn, finish, get_template, text_messages,
+                                    tidy_name_lines)
 
 V1_SYSTEM = "You analyse social media posts. Answer in two or three short sentences."
 V1_USER = ("Post: \"Chuck Bass is everything # MCM\"\n"
@@ -51,7 +52,8 @@ def test_v3_answer_keeps_one_line_per_name_in_the_post():
     post = "RT @ TPM : Court to censure Montana judge over rape comments # law"
     answer = ("TPM: negative - a court case\nMontana: neutral - only reported\n\nMontana: positive - again\n"
               "Lakers: neutral - copied from an example\n#law: neutral - a tag\nno colon here")
-    assert tidy_name_lines(answer, post) == "TPM: negative - a court case\nMontana: neutral - only reported\n#law: neutral - a tag"
+    assert tidy_name_lines(answer, post) == \
+        "TPM: negative - a court case\nMontana: neutral - only reported\n#law: neutral - a tag"
     assert finish("  " + answer + " ", post, "v3") == tidy_name_lines(answer, post)
     assert finish("  free text  ", post, "v1") == "free text"
     # nothing named from the post: the answer's first line, so a rationale is never empty

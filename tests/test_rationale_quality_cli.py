@@ -46,7 +46,8 @@ def test_dataset_reasons_are_scored_joined_and_per_aspect(data):
 
 def test_rationale_file_is_scored_and_missing_posts_name_nothing(data, tmp_path):
     f = tmp_path / "r.jsonl"
-    f.write_text(json.dumps({"image_id": "1.jpg", "rationale": "Ryanair: negative - cancelled\n#fail: neutral - a tag"}) + "\n")
+    rationale = "Ryanair: negative - cancelled\n#fail: neutral - a tag"
+    f.write_text(json.dumps({"image_id": "1.jpg", "rationale": rationale}) + "\n")
     r = run(RationaleQualitySettings(data_dir=data, rationale_file=f))
     assert r["source"] == str(f) and r["posts_with_rationale"] == 1
     assert r["accuracy"] == pytest.approx(200 / 3, abs=0.01) and r["mention_share"] == pytest.approx(200 / 3, abs=0.01)

@@ -119,7 +119,8 @@ def generate(s: RationaleQualitySettings, examples, engine=None) -> tuple[list[s
 
 
 def register(bench: argparse._SubParsersAction) -> None:
-    p = bench.add_parser("rationale-quality", help="share of gold aspects whose sentiment the rationale states correctly",
+    p = bench.add_parser("rationale-quality",
+                         help="share of gold aspects whose sentiment the rationale states correctly",
                          description="Rationales of a MABSA split (generated with a prompt version, read from "
                                      "--rationale-file, or the dataset's --reasons) read by lrsa.rationale.verdicts "
                                      "against the gold aspects: accuracy, mention share, per-class recall, "

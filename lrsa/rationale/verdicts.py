@@ -105,14 +105,16 @@ def _segments(text: str) -> list[_Segment]:
 
 def _sentiment_words(text: str, seg: _Segment) -> list[tuple[int, int, str]]:
     """(start, end, label) of the segment's sentiment words that are not negated."""
-    words = [(m.start(), m.end(), m.group().lower().replace("\u2019", "'")) for m in _WORD.finditer(text, seg.start, seg.end)]
+    words = [(m.start(), m.end(), m.group().lower().replace("\u2019", "'"))
+             for m in _WORD.finditer(text, seg.start, seg.end)]
     out, negated_prev = [], None
     for i, (s, e, w) in enumerate(words):
         label = LEXICON.get(w)
         if label is None:
             continue
         before = [x[2] for x in words[max(0, i - NEGATION_WINDOW): i]]
-        negated = any(b in _NEGATORS or b.endswith("n't") for b in before) or (before and before[-1] in ("or", "nor") and negated_prev is True)
+        negated = any(b in _NEGATORS or b.endswith("n't") for b in before) or \
+            (bool(before) and before[-1] in ("or", "nor") and negated_prev is True)
         negated_prev = negated
         if not negated:
             out.append((s, e, label))
