@@ -47,23 +47,35 @@ class ConfidenceCalibration:
     @classmethod
     def fit(cls, confidences: Sequence[float], correct: Sequence[bool], l2: float = 1e-3,
             steps: int = 100) -> ConfidenceCalibration:
-        """Newton's method on the log-loss of sigmoid(a * logit(c) + b) (a = 1/temperature),
-        with a small L2 pull toward the identity (a = 1, b = 0) so that a tiny or one-sided
-        dev set cannot send it to infinity."""
+        """Newton's method with a backtracking line search on the log-loss of
+        sigmoid(a * logit(c) + b) (a = 1/temperature), with a small L2 pull toward the identity
+        (a = 1, b = 0) so that a tiny or one-sided dev set cannot send it to infinity."""
         x = _logit(np.asarray(confidences, dtype=np.float64))
         y = np.asarray(correct, dtype=np.float64)
         if len(x) == 0:
             return cls()
-        w = np.array([1.0, 0.0])
         X = np.stack([x, np.ones_like(x)], axis=1)
         prior = np.array([1.0, 0.0])
+
+        def loss(w: np.ndarray) -> float:
+            z = X @ w  # log(1 + e^z) - y z, computed stably
+            return float(np.mean(np.logaddexp(0.0, z) - y * z) + l2 / 2 * np.sum((w - prior) ** 2))
+
+        w = prior.copy()
+        current = loss(w)
         for _ in range(steps):
             p = 1.0 / (1.0 + np.exp(-(X @ w)))
             grad = X.T @ (p - y) / len(x) + l2 * (w - prior)
             hess = (X.T * (p * (1 - p))) @ X / len(x) + l2 * np.eye(2)
             step = np.linalg.solve(hess, grad)
-            w -= step
-            if np.abs(step).max() < 1e-9:
+            t = 1.0
+            while t > 1e-6 and loss(w - t * step) > current - 1e-4 * t * float(grad @ step):
+                t /= 2
+            if t <= 1e-6:
+                break
+            w = w - t * step
+            previous, current = current, loss(w)
+            if previous - current < 1e-12:
                 break
         a = max(float(w[0]), 1e-3)  # a monotone map: a must stay positive
         return cls(temperature=1.0 / a, bias=float(w[1]))
