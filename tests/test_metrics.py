@@ -48,6 +48,51 @@ def test_buffer_drains_into_driver_metrics() -> None:
     assert buf.drain()["counters"] == {}  # drained deltas are not applied twice
 
 
+def test_removed_gauge_label_set_leaves_the_registry() -> None:
+    buf, driver = MetricsBuffer(), DriverMetrics()
+    buf.set("lrsa_consumer_lag", 7, topic="posts", partition=0)
+    buf.set("lrsa_consumer_lag", 9, topic="posts", partition=1)
+    driver.apply(buf.drain())
+    buf.remove("lrsa_consumer_lag", topic="posts", partition=0)
+    driver.apply(buf.drain())
+    get = driver.registry.get_sample_value
+    assert get("lrsa_consumer_lag", {"topic": "posts", "partition": "0"}) is None
+    assert get("lrsa_consumer_lag", {"topic": "posts", "partition": "1"}) == 9
+    driver.apply(buf.drain())  # later drains neither bring it back nor fail on the absent series
+    assert get("lrsa_consumer_lag", {"topic": "posts", "partition": "0"}) is None
+    buf.remove("lrsa_consumer_lag", topic="posts", partition=1)
+    buf.set("lrsa_consumer_lag", 3, topic="posts", partition=1)  # handed back within one interval
+    driver.apply(buf.drain())
+    assert get("lrsa_consumer_lag", {"topic": "posts", "partition": "1"}) == 3
+
+
+def test_partition_leaving_the_actor_drops_its_lag() -> None:
+    """An ingest actor that loses a partition stops reporting its lag (it used to report its last
+    value for ever, next to the new owner's). No Kafka: on_lost is called directly; on_revoked ends
+    in the same `_forget` after its hand-over commit."""
+    from kafka import TopicPartition
+
+    from workers.ingest import IngestWorker
+
+    class Tracker:
+        def revoke(self, tps):
+            pass
+
+    worker = IngestWorker.__new__(IngestWorker)  # only the state _forget touches
+    worker.index, worker.metrics, worker.tracker, worker._lag, worker._originals = 0, MetricsBuffer(), Tracker(), {}, {}
+    driver = DriverMetrics()
+    for p in (0, 1):
+        worker._lag[TopicPartition("posts", p)] = 5
+        worker.metrics.set("lrsa_consumer_lag", 5 + p, topic="posts", partition=p)
+    driver.apply(worker.drain_metrics())
+    worker.on_lost([TopicPartition("posts", 0)])
+    driver.apply(worker.drain_metrics())
+    get = driver.registry.get_sample_value
+    assert get("lrsa_consumer_lag", {"topic": "posts", "partition": "0"}) is None
+    assert get("lrsa_consumer_lag", {"topic": "posts", "partition": "1"}) == 6
+    assert TopicPartition("posts", 0) not in worker._lag
+
+
 @pytest.mark.parametrize("path", ["prometheus/lrsa-alerts.yml", "grafana/lrsa-streaming.json"])
 def test_deploy_files_name_only_existing_metrics(path: str) -> None:
     import workers.rationale_stage  # noqa: F401  (the stage actors' own metrics register on import)

@@ -645,6 +645,8 @@ class IngestWorker:
         self.tracker.revoke(tps)
         for tp in tps:
             self._lag.pop(tp, None)
+            # No longer ours: the new owner reports its lag (a stale value here would stay for ever).
+            self.metrics.remove("lrsa_consumer_lag", topic=tp.topic, partition=tp.partition)
         gone = set(tps)
         self._originals = {k: v for k, v in self._originals.items() if k[0] not in gone}
 

@@ -62,6 +62,7 @@ class MetricsBuffer:
         self._counters: dict[tuple[str, Labels], float] = defaultdict(float)
         self._observations: dict[tuple[str, Labels], list[float]] = defaultdict(list)
         self._gauges: dict[tuple[str, Labels], float] = {}
+        self._removed: set[tuple[str, Labels]] = set()  # gauge label sets to drop from the registry
 
     def inc(self, name: str, amount: float = 1.0, **kv: Any) -> None:
         with self._lock:
@@ -75,15 +76,26 @@ class MetricsBuffer:
 
     def set(self, name: str, value: float, **kv: Any) -> None:
         with self._lock:
-            self._gauges[(name, labels(**kv))] = value
+            key = (name, labels(**kv))
+            self._gauges[key] = value
+            self._removed.discard(key)
+
+    def remove(self, name: str, **kv: Any) -> None:
+        """Stop reporting a gauge's label set (e.g. the lag of a partition this actor no longer
+        owns): the buffer forgets its value and the next drain tells the driver to drop the series."""
+        with self._lock:
+            key = (name, labels(**kv))
+            self._gauges.pop(key, None)
+            self._removed.add(key)
 
     def drain(self) -> dict[str, Any]:
         with self._lock:
             out = {"counters": dict(self._counters), "observations": dict(self._observations),
-                   "gauges": dict(self._gauges)}
+                   "gauges": dict(self._gauges), "removed": sorted(self._removed)}
             self._counters.clear()
             self._observations.clear()
-            return out  # gauges keep their last value
+            self._removed.clear()
+            return out  # gauges keep their last value (re-sent every drain)
 
 
 class DriverMetrics:
@@ -108,6 +120,9 @@ class DriverMetrics:
         return m.labels(**dict(lbls)) if lbls else m
 
     def apply(self, delta: dict[str, Any]) -> None:
+        # Removals first: a label set removed and set again since the last drain is only in "gauges".
+        for name, lbls in delta.get("removed", ()):
+            self.remove(name, lbls)
         for (name, lbls), amount in delta["counters"].items():
             self._child(name, lbls).inc(amount)
         for (name, lbls), values in delta["observations"].items():
@@ -119,6 +134,14 @@ class DriverMetrics:
 
     def set(self, name: str, value: float, **kv: Any) -> None:
         self._child(name, labels(**kv)).set(value)
+
+    def remove(self, name: str, lbls: Labels) -> None:
+        """Drop one label set of a labelled metric (absent already: nothing to do)."""
+        m = self._metrics[name]
+        try:
+            m.remove(*(dict(lbls)[n] for n in m._labelnames))
+        except KeyError:
+            pass
 
     def serve(self, host: str, port: int) -> int:
         """Start the /metrics HTTP endpoint; returns the bound port (useful when port is 0)."""
