@@ -191,13 +191,18 @@ class MemoryCache:
         if path and path.exists():
             log.info("memory states from %s", path)
             return torch.load(path)
-        states: list[torch.Tensor] = []
+        # an absent text is an empty state: only the present ones go through the encoder
+        present = [i for i, t in enumerate(texts) if t and t.strip()]
         with torch.no_grad():
-            for i in tqdm(range(0, len(texts), batch_size), desc="caching rationale states", unit="batch",
+            dim = model.encode_memory(*encode_stream(tokenizer, ["x"], max_len)).shape[-1]
+            states: list[torch.Tensor] = [torch.zeros(0, dim, dtype=torch.float16)] * len(texts)
+            for i in tqdm(range(0, len(present), batch_size), desc="caching rationale states", unit="batch",
                           leave=False):
-                ids, mask = encode_stream(tokenizer, texts[i:i + batch_size], max_len)
+                rows = present[i:i + batch_size]
+                ids, mask = encode_stream(tokenizer, [texts[r] for r in rows], max_len)
                 out = model.encode_memory(ids, mask).half()
-                states.extend(s[: int(m.sum())].clone() for s, m in zip(out, mask))
+                for r, s, m in zip(rows, out, mask):
+                    states[r] = s[: int(m.sum())].clone()
         if path:
             path.parent.mkdir(parents=True, exist_ok=True)
             with replaced_whole(path) as tmp:  # concurrent runs read it whole or not at all
