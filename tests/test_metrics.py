@@ -66,6 +66,14 @@ def test_removed_gauge_label_set_leaves_the_registry() -> None:
     assert get("lrsa_consumer_lag", {"topic": "posts", "partition": "1"}) == 3
 
 
+def test_zeroed_counter_is_exposed_before_its_first_increment() -> None:
+    driver = DriverMetrics()
+    get = driver.registry.get_sample_value
+    assert get("lrsa_posts_emitted_total", {"topic": "results"}) is None
+    driver.zero("lrsa_posts_emitted_total", topic="results")
+    assert get("lrsa_posts_emitted_total", {"topic": "results"}) == 0
+
+
 def test_partition_leaving_the_actor_drops_its_lag() -> None:
     """An ingest actor that loses a partition stops reporting its lag (it used to report its last
     value for ever, next to the new owner's). No Kafka: on_lost is called directly; on_revoked ends

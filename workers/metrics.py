@@ -135,6 +135,11 @@ class DriverMetrics:
     def set(self, name: str, value: float, **kv: Any) -> None:
         self._child(name, labels(**kv)).set(value)
 
+    def zero(self, name: str, **kv: Any) -> None:
+        """Create a label set at 0 before its first increment, so it is scraped from the start: a
+        rate needs two samples, and a counter born with its first increment hides that increment."""
+        self._child(name, labels(**kv))
+
     def remove(self, name: str, lbls: Labels) -> None:
         """Drop one label set of a labelled metric (absent already: nothing to do)."""
         m = self._metrics[name]

@@ -199,6 +199,10 @@ class Pipeline:
 
         s = self.s
         init_ray(s)
+        # Counters the alert rules compare (LrsaNoOutput, LrsaCommitStalled) exist from the first scrape.
+        self.metrics.zero("lrsa_posts_consumed_total", topic=s.input_topic)
+        self.metrics.zero("lrsa_posts_emitted_total", topic=s.output_topic)
+        self.metrics.zero("lrsa_commits_total", mode="transaction" if s.exactly_once else "offsets")
         if s.metrics_port is not None:
             self.metrics_port = self.metrics.serve(s.metrics_host, s.metrics_port)
             log.info("metrics at http://%s:%d/metrics", s.metrics_host, self.metrics_port)
