@@ -58,5 +58,6 @@ def _table(heading: str, cls) -> str:
 
 def _short(value: object) -> str:
     """Defaults as a reader of any checkout sees them: paths relative to the repository."""
-    repo = str(Path(__file__).resolve().parent.parent) + "/"
-    return str(value).replace(str(DEFAULT_DATA_DIR), "../shared/data/mabsa").replace(repo, "")
+    repo = Path(__file__).resolve().parent.parent
+    shared = str(DEFAULT_DATA_DIR.parent.parent)  # the checkout's sibling `shared/`, wherever it lies
+    return str(value).replace(shared, "../shared").replace(str(repo) + "/", "")

@@ -120,8 +120,10 @@ def test_scorer_passes_tls_and_auth_header_through(tmp_path: Path, start_triton,
     assert score(ssl=True, root_certificates=cert, headers={TOKEN_HEADER: "s3cret"})[0].aspects is not None
     with pytest.raises(TransientError):  # no token: refused (an operator must fix the config; posts wait)
         score(ssl=True, root_certificates=cert)
-    with pytest.raises(TransientError):  # plaintext against a TLS port
-        score(headers={TOKEN_HEADER: "s3cret"})
+    # plaintext against a TLS port: the start-up check fails once, naming the setting, instead of
+    # every batch retrying against a port that will never answer in plaintext
+    with pytest.raises(ConnectionError, match="LRSA_SCORER_URL"):
+        score(headers={TOKEN_HEADER: "s3cret"}, startup_timeout_s=2)
 
 
 def test_dynamic_batcher_merges_concurrent_requests(triton_server: TritonServer) -> None:
