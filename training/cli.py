@@ -26,6 +26,13 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_calibrate)
 
+    from training.distill import DistillSettings
+
+    p = sub.add_parser("distill-rationales", help="fine-tune the serving rationale LLM (LoRA) to write the "
+                       "teacher rationales the fused SLM learnt from; resumable")
+    add_settings_flags(p, DistillSettings)
+    p.set_defaults(func=_distill)
+
     p = sub.add_parser("ablations", help="run the ablation grid (variants x seeds x datasets)")
     add_settings_flags(p, AblationSettings)
     p.set_defaults(func=_ablations)
@@ -37,6 +44,13 @@ def _train(args: argparse.Namespace) -> int:
     result = train(settings_from_args(TrainSettings, args))
     keys = ("dataset", "best_epoch", "dev", "dev_by_dataset", "stop_reason", "train_seconds_total")
     print(json.dumps({k: result[k] for k in keys if k in result}, indent=2))
+    return 0
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from training.distill import DistillSettings, distill
+
+    print(json.dumps(distill(settings_from_args(DistillSettings, args)), indent=2))
     return 0
 
 

@@ -67,6 +67,14 @@ TEMPLATES: dict[str, PromptTemplate] = {
         ),
         name_lines=True,
     ),
+    # For a model distilled on the teacher's reasons (training/distill.py, issue 18 candidate 3):
+    # no examples, the post only; the answer is the reasons' language the fused SLM learnt from.
+    "d1": PromptTemplate(
+        system="For each aspect of the post (person, organisation, product, place, event) give the "
+               "author's sentiment toward it and why.",
+        text="Post: \"{text}\"",
+        image=_IMAGE_V1,
+    ),
 }
 
 
