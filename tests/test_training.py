@@ -319,3 +319,18 @@ def test_ablations_reject_an_unknown_variant(capsys):
 
     assert main(["ablations", "--variants", "dual,dual-inner9", "--report-only"]) == 2
     assert "unknown variant(s) dual-inner9" in capsys.readouterr().err
+
+
+def test_init_from_starts_at_the_checkpoints_weights(tmp_path) -> None:
+    import torch
+
+    from lrsa.model import load_checkpoint, tiny_test_checkpoint
+    from training.settings import TrainSettings
+    from training.train import build_model
+
+    ckpt = tiny_test_checkpoint(tmp_path / "ckpt", seed=3)
+    model, tokenizer = build_model(TrainSettings(init_from=ckpt, out=tmp_path / "out"))
+    saved, _ = load_checkpoint(ckpt)
+    assert model.config.to_json() == saved.config.to_json()  # its architecture, not the settings' defaults
+    assert all(torch.equal(w, saved.state_dict()[n]) for n, w in model.state_dict().items())
+    assert model.config.encoder_config["hidden_size"] == 32  # the tiny test encoder, not MiniLM's 384

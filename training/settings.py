@@ -154,6 +154,9 @@ class TrainSettings(DataSettings):
     cache_dir: Path | None = Field(Path("runs/cache"), description="where frozen-encoder rationale "
                                    "states are kept for reuse across runs")
     fresh: bool = Field(False, description="ignore OUT/train_state and start over (default: resume)")
+    init_from: Path | None = Field(None, description="start from this checkpoint's weights and architecture "
+                                   "(fine-tuning, e.g. on other rationales) instead of the pretrained encoder "
+                                   "with fresh fusion layers; the optimiser and schedule start afresh")
 
 
 class AblationSettings(LrsaSettings):

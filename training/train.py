@@ -47,6 +47,12 @@ def seed_everything(seed: int) -> None:
 def build_model(s: TrainSettings) -> tuple[FusedSLM, object]:
     from transformers import AutoTokenizer
 
+    if s.init_from is not None:  # warm start: the checkpoint's own config, weights and tokenizer
+        from lrsa.model import load_checkpoint
+
+        log.info("starting from the weights of %s", s.init_from)
+        return load_checkpoint(s.init_from)
+
     config = FusedSLMConfig(
         text_encoder=s.text_encoder or default_text_encoder(), rationale_encoder=s.rationale_encoder,
         fusion=s.fusion, max_text_len=s.max_text_len, max_rationale_len=s.max_rationale_len,
