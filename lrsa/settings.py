@@ -6,6 +6,9 @@ Precedence: command-line flag > environment variable (LRSA_<FIELD>) > default.
 from __future__ import annotations
 
 import argparse
+import difflib
+import logging
+import os
 import types
 import typing
 from pathlib import Path
@@ -15,6 +18,12 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S = TypeVar("S", bound=BaseSettings)
+log = logging.getLogger(__name__)
+
+# LRSA_ variables read outside a settings class (the Triton python backend's checkpoint) and the
+# prefix the test doubles use; every other LRSA_ variable must name a field of a settings class.
+OTHER_ENV_VARS = {"LRSA_CHECKPOINT"}
+IGNORED_ENV_PREFIXES = ("LRSA_TEST_",)
 
 # The shared data sits beside the repository checkout (../shared/data/mabsa).
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mabsa"
@@ -42,8 +51,65 @@ class SettingsError(ValueError):
     """Flags or env vars that do not validate; the `lrsa` command reports it and exits 2."""
 
 
+def _settings_classes() -> list[type[BaseSettings]]:
+    """Every settings class imported so far (the command modules import theirs to build flags)."""
+    seen, todo = [], [BaseSettings]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in seen:
+                seen.append(sub)
+                todo.append(sub)
+    return seen
+
+
+def known_env_names() -> set[str]:
+    """The LRSA_ variables the settings classes imported so far read."""
+    names = set(OTHER_ENV_VARS)
+    for cls in _settings_classes():
+        prefix = cls.model_config.get("env_prefix", "")
+        if not prefix.startswith("LRSA_"):
+            continue
+        names.update(env_name(cls, f).upper() for f in cls.model_fields)
+    return names
+
+
+def unknown_env_vars(environ: Any = None) -> list[tuple[str, str | None]]:
+    """(variable, closest known variable or None) for each LRSA_ variable no setting reads.
+    `NAME__KEY` of a known NAME (a nested field) counts as known."""
+    environ = os.environ if environ is None else environ
+    known = known_env_names()
+    unknown = []
+    for var in sorted(environ):
+        upper = var.upper()
+        if (not upper.startswith("LRSA_") or upper in known or upper.startswith(IGNORED_ENV_PREFIXES)
+                or upper.split("__", 1)[0] in known):
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.6)
+        unknown.append((var, close[0] if close else None))
+    return unknown
+
+
+_reported_env = False
+
+
+def report_unknown_env(environ: Any = None) -> list[tuple[str, str | None]]:
+    """Warn (once per process) about each LRSA_ variable that no setting reads: a misspelt
+    variable is otherwise silently ignored. Names only; values (secrets) are never logged."""
+    global _reported_env
+    if _reported_env and environ is None:
+        return []
+    _reported_env = environ is None or _reported_env
+    unknown = unknown_env_vars(environ)
+    for var, close in unknown:
+        log.warning("environment variable %s is not a setting and is ignored%s", var,
+                    f"; did you mean {close}?" if close else "")
+    return unknown
+
+
 def settings_from_args(cls: type[S], args: argparse.Namespace, **extra: Any) -> S:
-    """Build `cls` from env + the flags the user actually gave (argparse defaults are None)."""
+    """Build `cls` from env + the flags the user actually gave (argparse defaults are None).
+    LRSA_ variables that no setting reads (misspelt ones) are reported first."""
+    report_unknown_env()
     given = {k: v for k, v in vars(args).items() if v is not None and k in cls.model_fields}
     try:
         return cls(**{**given, **extra})

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from lrsa.settings import add_settings_flags, settings_from_args
+from workers import stage_settings  # noqa: F401 - the stage actors' settings classes: their env vars are known
 from workers.config import KafkaClientSettings, StackSettings, WorkerSettings
 
 

@@ -83,6 +83,31 @@ class WorkerSettings(KafkaClientSettings):
     score_num_gpus: float = Field(0.0, ge=0, description="GPUs per score actor (0: no GPU is asked of Ray)")
     score_num_cpus: float = Field(0.5, ge=0, description="Ray CPUs per score actor")
 
+    score_resources: str = Field("", description="custom Ray resources per score (and prescore) actor, "
+                                 "name=amount,... (e.g. triton_clients=1): pins the pool to the nodes started "
+                                 "with those resources (`ray start --resources`)")
+    rationale_resources: str = Field("", description="custom Ray resources per rationale actor, name=amount,... "
+                                     "(e.g. llm_nodes=1): pins the pool to a node group")
+    # Stage settings that matter in production as flags too. They share the env var of the stage
+    # setting they override (the driver reads both, workers/stage_settings.py); none: the stage's own.
+    scorer_url: str | None = Field(None, description="Triton gRPC address host:port of the score actors "
+                                   "(overrides the scorer setting `url`)")
+    scorer_checkpoint: Path | None = Field(None, description="checkpoint folder of the served model, for the "
+                                           "score actors' tokenizer (made absolute by the driver)")
+    rationale_model: str | None = Field(None, description="rationale LLM of the rationale actors: HF id or "
+                                        "local folder (made absolute by the driver)")
+    rationale_vlm_model: str | None = Field(None, description="vision-language model of the rationale actors "
+                                            "(HF id or folder)")
+    rationale_device: str | None = Field(None, description="device of the rationale actors: auto, cpu, cuda, cuda:N")
+
+    pool_grow_after_s: float = Field(5.0, gt=0, description="a stage pool below its max gains an actor once "
+                                     "75% of its in-flight slots were in use over this long")
+    pool_shrink_after_s: float = Field(60.0, gt=0, description="a stage pool above its min loses an actor once "
+                                       "at most 25% of its in-flight slots were in use over this long")
+
+    max_text_chars: int = Field(10_000, ge=1, description="longer post text is dead-lettered (text_too_long)")
+    max_image_bytes: int = Field(10 * 1024 * 1024, ge=1, description="larger decoded images are dead-lettered (image_too_large)")
+
     pool_grow_after_s: float = Field(5.0, gt=0, description="a stage pool below its max gains an actor once "
                                      "75% of its in-flight slots were in use over this long")
     pool_shrink_after_s: float = Field(60.0, gt=0, description="a stage pool above its min loses an actor once "
@@ -101,6 +126,12 @@ class WorkerSettings(KafkaClientSettings):
     ray_num_cpus: int | None = Field(None, description="CPUs of the local Ray (default: the machine's count, at least 4)")
     exit_when_idle: float | None = Field(None, description="stop cleanly once the input is drained and "
                                                             "nothing arrived for this many seconds")
+
+    @model_validator(mode="after")
+    def _resources_parse(self) -> WorkerSettings:
+        parse_resources(self.score_resources)
+        parse_resources(self.rationale_resources)
+        return self
 
     @model_validator(mode="after")
     def _gate_needs_both_stages(self) -> WorkerSettings:
@@ -123,9 +154,31 @@ class WorkerSettings(KafkaClientSettings):
                            self.score_pool_max, self.score_num_gpus, self.score_num_cpus))
         return stages
 
+    def stage_resources(self, stage: str) -> dict[str, float]:
+        """Custom Ray resources each actor of a stage asks for (the prescore pool: the score's)."""
+        text = self.rationale_resources if stage == "rationale" else self.score_resources
+        return parse_resources(text)
+
     def stage_gate(self, stage: str) -> float | None:
         """The gate threshold a stage's actors apply: the prescore's; none for the others."""
         return self.rationale_gate if stage == "prescore" else None
+
+
+def parse_resources(text: str) -> dict[str, float]:
+    """'name=amount,name=amount' -> {name: amount}; ValueError naming the part that is wrong."""
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, amount = part.partition("=")
+        try:
+            value = float(amount)
+        except ValueError:
+            value = -1.0
+        if not sep or not name.strip() or value < 0:
+            raise ValueError(f"custom resources: {part!r} is not name=amount (amount >= 0)")
+        out[name.strip()] = value
+    return out
 
 
 class StackSettings(LrsaSettings):

@@ -46,11 +46,15 @@ class Pools:
     SHRINK_AT = 0.25  # ... and at most this over the (longer) shrink window
 
     def __init__(self, s: WorkerSettings) -> None:
+        from workers import stage_settings
         from workers.stages import start_pool
 
         self.specs = {name: (path, lo, hi, gpus, cpus) for name, path, lo, hi, gpus, cpus in s.stage_settings()}
         self.metrics_host = s.metrics_host if s.stage_metrics else None
         self.gates = {name: s.stage_gate(name) for name in self.specs}  # the prescore's threshold
+        # each processor's settings, built here and sent with every actor (workers/stage_settings.py)
+        self.settings = {name: stage_settings.build(path, s) for name, (path, *_) in self.specs.items()}
+        self.resources = {name: s.stage_resources(name) for name in self.specs}
         self.start_timeout_s = s.actor_start_timeout_s
         self.metrics = MetricsBuffer()  # drained into the driver's registry with the actors' buffers
         self.starting: dict[str, Starting] = {}     # an actor being added to the pool, not yet answered
@@ -59,11 +63,19 @@ class Pools:
         self._liveness = Liveness()
         for name, (path, lo, hi, gpus, cpus) in self.specs.items():
             check_placeable(name, cpus, gpus, autoscaling=bool(s.ray_address))
-        self.actors = {name: start_pool(name, path, lo, cpus, gpus, self.metrics_host, self.gates[name])
+        self.actors = {name: start_pool(name, path, lo, cpus, gpus, self.metrics_host, self.gates[name],
+                                        self.settings[name], self.resources[name])
                        for name, (path, lo, hi, gpus, cpus) in self.specs.items()}
         self.occupancy: dict[str, float] = {}
         self.grow_after_s, self.shrink_after_s = s.pool_grow_after_s, s.pool_shrink_after_s
         self._windows: dict[str, tuple[OccupancyWindow, OccupancyWindow]] = {}
+
+    def _new_actor(self, name: str):
+        from workers.stages import new_actor
+
+        path, lo, hi, gpus, cpus = self.specs[name]
+        return new_actor(name, path, cpus, gpus, self.metrics_host, self.gates[name], self.settings[name],
+                         self.resources[name])
 
     def log_metrics_ports(self, stop: threading.Event | None = None) -> None:
         """Waits (at most actor_start_timeout_s) for every actor to answer; StartupError if one does not."""
@@ -82,8 +94,6 @@ class Pools:
         `busy_slot_s` is each stage's in-flight batches integrated over time (summed over the ingest
         actors), `capacity` the slots they have. Ray ends a removed actor once the ingest actors
         drop their handles to it; a batch it still held then is retried like any actor failure."""
-        from workers.stages import new_actor
-
         now = time.monotonic() if now is None else now
         changed = None
         for name, (path, lo, hi, gpus, cpus) in self.specs.items():
@@ -99,7 +109,7 @@ class Pools:
             pool = self.actors[name]
             if (grow.full() and share >= self.GROW_AT and len(pool) < hi and name not in self.starting
                     and now >= self._grow_after.get(name, 0.0)):
-                self.starting[name] = start_watch(new_actor(name, path, cpus, gpus, self.metrics_host, self.gates[name]))
+                self.starting[name] = start_watch(self._new_actor(name))
                 verb, over = "growing (the new actor joins once it answers)", self.grow_after_s
             elif shrink.full() and idle_share is not None and idle_share <= self.SHRINK_AT and len(pool) > lo:
                 self._liveness.forget(pool.pop())
@@ -117,8 +127,6 @@ class Pools:
         """Non-blocking, every supervise tick: a started actor joins its pool; one that did not start
         in time is dropped and reported; dead actors leave and are replaced up to the pool's min.
         Returns the stages whose actor lists changed."""
-        from workers.stages import new_actor
-
         changed: set[str] = set()
         now = time.monotonic()
         for name, starting in list(self.starting.items()):
@@ -148,7 +156,7 @@ class Pools:
             path, lo, hi, gpus, cpus = self.specs[name]
             if len(pool) < lo and name not in self.starting:
                 log.info("stage %s: below its min (%d < %d): starting a replacement", name, len(pool), lo)
-                self.starting[name] = start_watch(new_actor(name, path, cpus, gpus, self.metrics_host, self.gates[name]))
+                self.starting[name] = start_watch(self._new_actor(name))
         return changed
 
     def status(self) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 The pipeline (workers.stages) builds `RationaleProcessor()` inside each actor, forms batches from
 the stage queue (max size `batch_size`, max wait `batch_max_wait_ms`) and asks Ray for
-`rationale_num_gpus` GPUs per actor (fractions allowed; none on CPU machines). Settings here come
-from env LRSA_RATIONALE_<FIELD>. Metrics are prometheus_client series of the actor's process;
+`rationale_num_gpus` GPUs per actor (fractions allowed; none on CPU machines). Settings
+(RationaleStageSettings, env LRSA_RATIONALE_<FIELD>) are read by the driver and travel with the
+actors (workers/stage_settings.py). Metrics are prometheus_client series of the actor's process;
 with `metrics_port` set, each actor serves them itself (actors live in their own processes).
 """
 
@@ -15,12 +16,9 @@ import threading
 import time
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
-
-from lrsa.rationale.config import RationaleSettings
 from lrsa.rationale.engine import RationaleEngine, RationaleRequest
 from workers.stage_api import NonRetryable, WorkItem
+from workers.stage_settings import RationaleStageSettings  # settings travel with the actors
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +37,11 @@ PROMPT_TOKENS = Counter("lrsa_rationale_prompt_tokens_total",
 SLOTS = Gauge("lrsa_rationale_slot_utilisation", "Share of decode slots busy in the last batch")
 
 
-class RationaleStageSettings(RationaleSettings):
-    """Engine settings for the stage actors, env LRSA_RATIONALE_<FIELD>."""
-
-    model_config = SettingsConfigDict(env_prefix="LRSA_RATIONALE_", env_nested_delimiter="__", extra="ignore")
-
-    warmup: bool = Field(True, description="capture/compile the decode step when the actor starts")
-    metrics_port: int | None = Field(None, ge=0, description="serve this actor's /metrics on this port (none: off)")
-
-
 class RationaleProcessor:
     """StageProcessor: sets item.rationale (and item.image_description with a VLM) for each post."""
 
     name = "rationale"
+    settings_class = RationaleStageSettings
 
     def __init__(self, settings: RationaleStageSettings | None = None, engine: RationaleEngine | None = None,
                  registry: CollectorRegistry = REGISTRY) -> None:

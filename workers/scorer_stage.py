@@ -209,6 +209,7 @@ class ScoreProcessor:
     """workers.stage_api.StageProcessor that scores posts with the Triton-hosted fused SLM."""
 
     name = "score"
+    settings_class = ScorerSettings
 
     def __init__(self, settings: ScorerSettings | None = None):
         from transformers import AutoTokenizer

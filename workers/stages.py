@@ -9,7 +9,6 @@ it says it is not: an outage), "nonretryable" (NonRetryable), "error" (any other
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
@@ -21,21 +20,26 @@ from workers.stage_api import NonRetryable, StageProcessor, TransientError, Work
 log = logging.getLogger(__name__)
 
 
-def load_processor(path: str) -> StageProcessor:
-    """'package.module:Class' (or 'package.module.Class') -> an instance built with no arguments."""
-    module, _, cls = path.partition(":") if ":" in path else path.rpartition(".")
-    return getattr(importlib.import_module(module), cls)()
+def load_processor(path: str, settings: dict[str, Any] | None = None) -> StageProcessor:
+    """'package.module:Class' (or 'package.module.Class') -> an instance, built with the settings
+    the driver sent (workers/stage_settings.py) or, when none were, with no arguments."""
+    from workers import stage_settings
+
+    cls = stage_settings.import_path(path)
+    if settings is None:
+        return cls()
+    return cls(settings=stage_settings.restore(path, settings))
 
 
 class StageWorker:
     """Body of a stage actor (wrapped by ray.remote in `start_pool`)."""
 
     def __init__(self, stage: str, processor_path: str, metrics_host: str | None = None,
-                 gate: float | None = None) -> None:
+                 gate: float | None = None, settings: dict[str, Any] | None = None) -> None:
         logging.basicConfig(level=logging.INFO)
         self.stage = stage
         self.gate = gate  # the prescore stage's rationale-gate threshold (workers/gate.py)
-        self.processor = load_processor(processor_path)
+        self.processor = load_processor(processor_path, settings)
         self._versions = self.processor.versions()
         self.port = None
         if metrics_host:  # the processor's own prometheus metrics (e.g. the scorer's) live in this process
@@ -84,24 +88,30 @@ class StageWorker:
 
 
 def start_pool(stage: str, processor_path: str, size: int, num_cpus: float, num_gpus: float,
-               metrics_host: str | None = None, gate: float | None = None) -> list:
+               metrics_host: str | None = None, gate: float | None = None,
+               settings: dict[str, Any] | None = None, resources: dict[str, float] | None = None) -> list:
     """`size` actors of one stage; GPUs are asked of Ray only when num_gpus > 0."""
-    return [new_actor(stage, processor_path, num_cpus, num_gpus, metrics_host, gate) for _ in range(size)]
+    return [new_actor(stage, processor_path, num_cpus, num_gpus, metrics_host, gate, settings, resources)
+            for _ in range(size)]
 
 
-def actor_options(num_cpus: float, num_gpus: float) -> dict[str, Any]:
+def actor_options(num_cpus: float, num_gpus: float, resources: dict[str, float] | None = None) -> dict[str, Any]:
     options: dict[str, Any] = {"num_cpus": num_cpus, "max_restarts": 3}
     if num_gpus > 0:
         options["num_gpus"] = num_gpus
+    if resources:  # custom node resources: pins the pool to the nodes (groups) that have them
+        options["resources"] = dict(resources)
     return options
 
 
 def new_actor(stage: str, processor_path: str, num_cpus: float, num_gpus: float, metrics_host: str | None = None,
-              gate: float | None = None):
+              gate: float | None = None, settings: dict[str, Any] | None = None,
+              resources: dict[str, float] | None = None):
+    """One stage actor; `settings` (workers/stage_settings.py) travel with it as an argument."""
     import ray
 
-    return ray.remote(StageWorker).options(**actor_options(num_cpus, num_gpus)).remote(
-        stage, processor_path, metrics_host, gate)
+    return ray.remote(StageWorker).options(**actor_options(num_cpus, num_gpus, resources)).remote(
+        stage, processor_path, metrics_host, gate, settings)
 
 
 class PoolClient:
