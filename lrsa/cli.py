@@ -14,11 +14,11 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
 
 
 def _schemas(args: argparse.Namespace) -> int:
-    from lrsa.schemas import ALL_SCHEMAS, SCHEMA_VERSION
+    from lrsa.schemas import ALL_SCHEMAS, SCHEMA_VERSIONS
 
     args.out.mkdir(parents=True, exist_ok=True)
     for name, model in ALL_SCHEMAS.items():
-        path = args.out / f"{name}.v{SCHEMA_VERSION}.schema.json"
+        path = args.out / f"{name}.v{SCHEMA_VERSIONS[name]}.schema.json"
         path.write_text(json.dumps(model.model_json_schema(), indent=2, sort_keys=True) + "\n")
         print(path)
     return 0

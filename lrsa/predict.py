@@ -38,6 +38,7 @@ TENSOR_NAMES = ("input_ids", "attention_mask", "rationale_ids", "rationale_mask"
 class PostMeta:
     words: list[tuple[str, int, int]]  # (word, start, end) character offsets in the raw text
     first_token: list[int]  # per word, its first sub-word's token index; -1 if truncated away
+    truncated: bool = False  # the text was cut to the model's token limit (max_text_len)
 
 
 def encode_words(
@@ -93,9 +94,23 @@ def encode_batch(
     words = [tokenize_words(t) for t in texts]
     tensors, first_token = encode_words(tokenizer, config, [[w for w, _, _ in ws] for ws in words],
                                         rationales, image_descriptions)
+    cut = _truncated(tokenizer, config, [[w for w, _, _ in ws] for ws in words], tensors["attention_mask"])
     if return_tensors == "np":
         tensors = {k: v.numpy() for k, v in tensors.items()}
-    return tensors, [PostMeta(ws, ft) for ws, ft in zip(words, first_token)]
+    return tensors, [PostMeta(ws, ft, c) for ws, ft, c in zip(words, first_token, cut)]
+
+
+def _truncated(tokenizer: PreTrainedTokenizerBase, config: FusedSLMConfig, words: Sequence[Sequence[str]],
+               attention_mask: torch.Tensor) -> list[bool]:
+    """Per post, whether its tokens did not fit max_text_len. Only posts that fill the limit
+    exactly are tokenised again, untruncated, to tell "fits exactly" from "was cut"."""
+    full = (attention_mask.sum(dim=1) >= config.max_text_len).tolist()
+    out = [False] * len(words)
+    for i, at_limit in enumerate(full):
+        if at_limit and words[i]:
+            ids = tokenizer(list(words[i]), is_split_into_words=True, truncation=False)["input_ids"]
+            out[i] = len(ids) > config.max_text_len
+    return out
 
 
 def word_probabilities(logits: torch.Tensor | np.ndarray, first_token: Sequence[int]) -> np.ndarray:

@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.0"  # post and dead letter
+RESULT_SCHEMA_VERSION = "1.1"  # 1.1 adds event time, lang, text, meta, scored, truncated, Aspect.entity
 
 Sentiment = Literal["positive", "neutral", "negative"]
 
@@ -69,6 +70,9 @@ class Aspect(BaseModel):
     end: int = Field(ge=0, description="exclusive end offset; text[start:end] == term")
     sentiment: Sentiment
     confidence: float = Field(ge=0.0, le=1.0)
+    entity: str | None = Field(None, description="normalised entity key of the term (lrsa/entities.py): the "
+                               "alias file's display name for a known entity, else the folded term; "
+                               "absent in v1.0 records")
 
 
 class SourceRef(BaseModel):
@@ -78,9 +82,13 @@ class SourceRef(BaseModel):
 
 
 class Result(BaseModel):
-    """One output record per valid post, keyed by post id on the output topic."""
+    """One output record per valid post, keyed by post id on the output topic.
 
-    schema_version: str = SCHEMA_VERSION
+    v1.1 adds optional fields only (event_time, event_time_source, lang, text, meta, scored,
+    truncated, Aspect.entity): a v1.0 record still parses (scored is then inferred from its
+    stage timings, as rationale_used is)."""
+
+    schema_version: str = RESULT_SCHEMA_VERSION
     post_id: str
     aspects: list[Aspect]
     rationale: str | None = None
@@ -91,6 +99,28 @@ class Result(BaseModel):
         None, description="whether the aspects were scored with an LLM rationale (false: from the text alone, "
         "e.g. a post the rationale gate judged certain); null when no score stage ran. Filled from the "
         "stages the post went through when not given")
+    event_time: datetime | None = Field(None, description="when the post was made: its created_at, else the "
+                                        "Kafka record timestamp of the input record (UTC; see event_time_source)")
+    event_time_source: Literal["created_at", "kafka_timestamp"] | None = Field(
+        None, description="where event_time comes from; null when there is no event_time")
+    lang: str | None = Field(None, description="the post's lang, as given")
+    text: str | None = Field(None, description="the post text (aspect start/end index into it); null when the "
+                             "worker runs with --no-result-text")
+    meta: dict[str, Any] | None = Field(None, description="the post's meta, passed through")
+    scored: bool = Field(False, description="whether the score stage ran for this post: aspects [] with scored "
+                         "true means none found, with scored false that nothing looked. Inferred from the "
+                         "stage timings when not given (v1.0 records)")
+    truncated: bool = Field(False, description="the post text was longer than the model's token limit: words "
+                            "beyond it were not read")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scored_from_stages(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "scored" not in data:
+            timings = data.get("timings_ms")
+            if isinstance(timings, dict) and ("score" in timings or "prescore" in timings):
+                data = {**data, "scored": True}
+        return data
 
     @model_validator(mode="after")
     def _rationale_used_from_stages(self) -> Result:
@@ -137,3 +167,7 @@ ALL_SCHEMAS: dict[str, type[BaseModel]] = {
     "result": Result,
     "dead_letter": DeadLetter,
 }
+# the version of each contract; `lrsa schemas` writes schemas/<name>.v<version>.schema.json
+# (files of earlier versions stay, frozen, for readers of older records)
+SCHEMA_VERSIONS: dict[str, str] = {"post": SCHEMA_VERSION, "result": RESULT_SCHEMA_VERSION,
+                                   "dead_letter": SCHEMA_VERSION}

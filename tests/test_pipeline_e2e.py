@@ -38,6 +38,7 @@ def test_10k_posts_500_bad_each_accounted_once(kafka_bootstrap, kafka_topic, tmp
                        "image_undecodable", "image_too_large"}
     sample = json.loads(results[0].value)
     assert sample["post_id"] == results[0].key.decode() and sample["aspects"] == []
+    assert sample["scored"] is False  # contract v1.1: no score stage ran, not "no aspect found"
     assert sum(committed_offsets(kafka_bootstrap, "e2e").values()) == 10_000  # all committed at the end
 
 

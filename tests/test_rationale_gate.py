@@ -246,6 +246,10 @@ def test_worker_sends_exactly_the_uncertain_posts_to_the_rationale_stage(kafka_b
         assert ("score" in value["timings_ms"]) is was_sent
         if value["aspects"]:
             assert value["aspects"][0]["sentiment"] == ("positive" if was_sent else "neutral")
+            assert value["aspects"][0]["entity"] == value["aspects"][0]["term"].casefold()  # contract v1.1
+        # contract v1.1: the post's text, an event time from the record (no created_at), scored by the prescore
+        assert value["text"] == texts[value["post_id"]] and value["scored"] is True
+        assert value["event_time_source"] == "kafka_timestamp" and value["event_time"]
     rescored = [line.split() for line in (records / "score.txt").read_text().splitlines()]
     assert sorted(p for p, how in rescored if how == "rationale") == sorted(expected_sent)
     assert sorted(p for p, how in rescored if how == "text") == sorted(texts)

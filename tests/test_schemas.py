@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from lrsa.schemas import ALL_SCHEMAS, SCHEMA_VERSION, Aspect, DeadLetter, DeadLetterReason, ErrorInfo, Post, Result, SourceRef
+from lrsa.schemas import ALL_SCHEMAS, SCHEMA_VERSIONS, Aspect, DeadLetter, DeadLetterReason, ErrorInfo, Post, Result, SourceRef
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 
 @pytest.mark.parametrize("name", sorted(ALL_SCHEMAS))
 def test_committed_json_schema_matches_code(name: str) -> None:
-    path = SCHEMA_DIR / f"{name}.v{SCHEMA_VERSION}.schema.json"
+    path = SCHEMA_DIR / f"{name}.v{SCHEMA_VERSIONS[name]}.schema.json"
     assert path.exists(), f"run `lrsa schemas` to export {path.name}"
     assert json.loads(path.read_text()) == ALL_SCHEMAS[name].model_json_schema(), \
         f"{path.name} is stale: run `lrsa schemas`"

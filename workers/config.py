@@ -108,6 +108,12 @@ class WorkerSettings(KafkaClientSettings):
     max_text_chars: int = Field(10_000, ge=1, description="longer post text is dead-lettered (text_too_long)")
     max_image_bytes: int = Field(10 * 1024 * 1024, ge=1, description="larger decoded images are dead-lettered (image_too_large)")
 
+    result_text: bool = Field(True, description="results carry the post text (contract v1.1); --no-result-text "
+                              "leaves it out (smaller records, no post text downstream)")
+    entity_aliases: Path | None = Field(None, description="YAML alias file of the entity normaliser "
+                                        "(Display Name: [aliases]; e.g. deploy/entities.aliases.yaml): fills each "
+                                        "aspect's entity key; none: folding only (lrsa/entities.py)")
+
     pool_grow_after_s: float = Field(5.0, gt=0, description="a stage pool below its max gains an actor once "
                                      "75% of its in-flight slots were in use over this long")
     pool_shrink_after_s: float = Field(60.0, gt=0, description="a stage pool above its min loses an actor once "
@@ -131,6 +137,16 @@ class WorkerSettings(KafkaClientSettings):
     def _resources_parse(self) -> WorkerSettings:
         parse_resources(self.score_resources)
         parse_resources(self.rationale_resources)
+        return self
+
+    @model_validator(mode="after")
+    def _entity_aliases_load(self) -> WorkerSettings:
+        """A bad alias file stops the worker at start (with the reason), not at its first result."""
+        if self.entity_aliases is not None:
+            from lrsa.entities import EntityNormaliser
+
+            self.entity_aliases = self.entity_aliases.resolve()  # the actors may run elsewhere on this host
+            EntityNormaliser.from_file(self.entity_aliases)
         return self
 
     @model_validator(mode="after")

@@ -32,12 +32,13 @@ from kafka import AsyncConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
-from lrsa.schemas import DeadLetter, DeadLetterReason, ErrorInfo, Result, SourceRef
+from lrsa.schemas import DeadLetter, DeadLetterReason, ErrorInfo, SourceRef
 from lrsa.validation import BadPost, Limits, parse_post
 from workers import kafka_io
 from workers.config import WorkerSettings
 from workers.metrics import MetricsBuffer
 from workers.offsets import OffsetTracker
+from workers.result_build import build_result
 from workers.stage_api import WorkItem
 from workers.stages import PoolClient
 
@@ -277,7 +278,7 @@ class IngestWorker:
         except BadPost as e:
             self._dead_letter(tp, record, source, e)
             return
-        item = WorkItem(post=post, source=source)
+        item = WorkItem(post=post, source=source, kafka_timestamp_ms=record.timestamp)
         if not self.stages:
             self._emit(item)
             return
@@ -433,8 +434,7 @@ class IngestWorker:
 
     def _emit(self, item: WorkItem) -> None:
         self._originals.pop((TopicPartition(item.source.topic, item.source.partition), item.source.offset), None)
-        result = Result(post_id=item.post.id, aspects=item.aspects or [], rationale=item.rationale,
-                        model=item.model_versions, timings_ms=item.timings_ms, source=item.source)
+        result = build_result(item, self.s)
         self._send(self.s.output_topic, item.post.id.encode(), result.model_dump_json().encode(),
                    TopicPartition(item.source.topic, item.source.partition), item.source.offset)
 

@@ -270,9 +270,10 @@ class ScoreProcessor:
             aspects += found
         elapsed_ms = (time.perf_counter() - t0) * 1000
         versions = self.versions()
-        for item, found, none in zip(items, aspects, none_certainty):
+        for item, found, none, m in zip(items, aspects, none_certainty, meta):
             item.aspects = found
             item.no_aspect_certainty = none
+            item.truncated = m.truncated
             item.timings_ms[self.name] = elapsed_ms
             item.model_versions.update(versions)
         POSTS.inc(len(items))

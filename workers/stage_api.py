@@ -41,6 +41,8 @@ class WorkItem:
     # False = certain from its text alone (the rationale and score stages pass it on untouched)
     rationale_wanted: bool | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    kafka_timestamp_ms: int | None = None  # the input record's timestamp (the event time without created_at)
+    truncated: bool | None = None  # set by the score stage: the text was cut to the model's token limit
     model_versions: dict[str, str] = field(default_factory=dict)
 
 
