@@ -42,6 +42,10 @@ class WorkerSettings(KafkaClientSettings):
     commit_interval_ms: int = Field(500, ge=10, description="how often done offsets are committed (batched manual commits)")
     exactly_once: bool = Field(False, description="transactional output + offsets (Kafka transactions); "
                                                    "read the output with isolation_level=read_committed")
+    instance_id: str | None = Field(None, description="stable identity of this driver in its group (exactly-once): "
+                                    "its ingest actors' transactional ids are <group>-<instance>-ingest-<n>; give "
+                                    "each driver its own (e.g. a StatefulSet pod name); none: <hostname>-<slot>, "
+                                    "the lowest slot no other driver of the group holds on this host")
     transaction_timeout_ms: int = Field(60_000, description="broker-side timeout of an open transaction (exactly-once mode)")
 
     batch_size: int = Field(32, ge=1, description="posts per stage call (max batch size)")

@@ -36,6 +36,7 @@ from lrsa.schemas import DeadLetter, DeadLetterReason, ErrorInfo, SourceRef
 from lrsa.validation import BadPost, Limits, parse_post
 from workers import kafka_io
 from workers.config import WorkerSettings
+from workers.member_id import transactional_id
 from workers.metrics import MetricsBuffer
 from workers.offsets import OffsetTracker
 from workers.result_build import build_result
@@ -137,7 +138,7 @@ class IngestWorker:
 
     def run(self) -> dict[str, Any]:
         s = self.s
-        txn_id = f"{s.group_id}-ingest-{self.index}" if s.exactly_once else None
+        txn_id = transactional_id(s.group_id, s.instance_id, self.index) if s.exactly_once else None
         self.producer = kafka_io.producer(s, transactional_id=txn_id,
                                           transaction_timeout_ms=s.transaction_timeout_ms) if txn_id \
             else kafka_io.producer(s)

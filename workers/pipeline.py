@@ -14,6 +14,7 @@ from workers.actor_start import Liveness, Starting, StartupError, await_started,
     start_watch
 from workers.config import WorkerSettings
 from workers.ingest import STOP_RESERVE_S
+from workers.member_id import MemberId, transactional_id
 from workers.metrics import DriverMetrics, MetricsBuffer
 
 log = logging.getLogger(__name__)
@@ -221,14 +222,20 @@ class Pipeline:
             log.error("cannot start: %s", e)
             return 2
         self.pools = pools
+        # exactly-once: this driver's identity in the group, the base of its transactional ids
+        member = MemberId(s.group_id, s.instance_id) if s.exactly_once else None
+        settings = {**s.model_dump(), "instance_id": member.instance if member else s.instance_id}
         actor_cls = ray.remote(IngestActor).options(num_cpus=s.ingest_num_cpus, max_concurrency=4)
-        self.actors = [actor_cls.remote(s.model_dump(), i, pools.handles()) for i in range(s.ingest_actors)]
+        self.actors = [actor_cls.remote(settings, i, pools.handles()) for i in range(s.ingest_actors)]
         runs = {a.run.remote(): a for a in self.actors}
-        log.info("pipeline up: %d ingest actors, stages %s", len(self.actors),
-                 {k: len(v) for k, v in pools.actors.items()} or "none (pass-through)")
+        log.info("pipeline up: %d ingest actors, stages %s%s", len(self.actors),
+                 {k: len(v) for k, v in pools.actors.items()} or "none (pass-through)",
+                 f", transactional ids {transactional_id(s.group_id, member.instance, 0)}.." if member else "")
         try:
             return self._supervise(runs, pools)
         finally:
+            if member is not None:
+                member.release()
             self._collect_metrics()
             if self._group_lag is not None:
                 self._group_lag.close()
