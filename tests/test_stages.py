@@ -89,7 +89,7 @@ def test_the_window_forgets_load_older_than_its_span() -> None:
 
 def _fake_pools(monkeypatch, started: str):
     """Pools with actor creation replaced: actors are ints, a new one answers as `started` says."""
-    import workers.pipeline
+    import workers.pools
     import workers.stages
     from workers.actor_start import Starting
     from workers.pipeline import Pools
@@ -97,9 +97,9 @@ def _fake_pools(monkeypatch, started: str):
     made = iter(range(100))
     monkeypatch.setattr(workers.stages, "new_actor", lambda *a, **k: next(made))
     monkeypatch.setattr(workers.stages, "start_pool", lambda stage, path, size, *a, **k: [next(made) for _ in range(size)])
-    monkeypatch.setattr(workers.pipeline, "check_placeable", lambda *a, **k: None)
-    monkeypatch.setattr(workers.pipeline, "start_watch", lambda actor: Starting(actor, None, 0.0))
-    monkeypatch.setattr(workers.pipeline, "poll_starting",
+    monkeypatch.setattr(workers.pools, "check_placeable", lambda *a, **k: None)
+    monkeypatch.setattr(workers.pools, "start_watch", lambda actor: Starting(actor, None, 0.0))
+    monkeypatch.setattr(workers.pools, "poll_starting",
                         lambda stage, st, timeout: (started, "" if started == "ready" else "not placed by Ray"))
     s = WorkerSettings(rationale_enabled=True, rationale_pool_min=1, rationale_pool_max=2,
                        pool_grow_after_s=5, pool_shrink_after_s=20, actor_start_timeout_s=30)

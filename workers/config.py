@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from lrsa.settings import LrsaSettings
+from workers.autoscaler import AutoscaleSettings
+from workers.control_settings import ControlSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Kafka's own limit is per record batch; 16 MiB + headroom fits a 10 MB image as base64 (~14 MB).
@@ -25,7 +27,7 @@ class KafkaClientSettings(LrsaSettings):
                                      "how soon they see a new topic or added partitions")
 
 
-class WorkerSettings(KafkaClientSettings):
+class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
     """`lrsa run`: the consumer group of ingest actors and the stage pools behind it."""
 
     input_topic: str = Field("posts", description="topic the posts are consumed from")

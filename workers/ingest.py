@@ -6,9 +6,12 @@ Only small things come back to it (stage answers); a Kafka commit is made by the
 the partition, here, and only for offsets whose outputs the broker has acknowledged.
 
 Single-threaded by design: kafka-python's consumer is not thread-safe, and one loop makes the
-ordering of "acknowledged -> committed" easy to see. `stop()` and `drain_metrics()` arrive on other
-threads of the (threaded) Ray actor and only touch thread-safe state (`stop()` sets an Event and a
-float deadline, read by the loop; nothing else).
+ordering of "acknowledged -> committed" easy to see. `stop()`, `set_paused()`, `status()`,
+`set_stage_actors()` and `drain_metrics()` arrive on other threads of the (threaded) Ray actor and
+only touch thread-safe state: `stop()` sets an Event and a float deadline, `set_paused()` an Event,
+both read by the loop; `status()` returns the snapshot the loop publishes (`_publish`, a reference
+swapped at most every PUBLISH_EVERY_S) plus the pool clients' counts taken under their locks: it never
+iterates the dicts and lists the loop mutates.
 
 No path waits without a deadline: a failing batch has a retry budget (attempts and time) after
 which it is bisected down to the post(s) the stage fails on, which are dead-lettered
@@ -48,6 +51,7 @@ log = logging.getLogger(__name__)
 MAX_UNACKED = 20_000  # sends awaiting the broker's ack before the loop waits for them
 FLUSH_WAIT_S = 10.0   # longest one wait for the broker's acks (the loop goes on; unacked sends are checked again)
 STOP_RESERVE_S = 5.0  # of stop_grace_s, kept by the driver to end the actors and Ray after the ingest actors' stop
+PUBLISH_EVERY_S = 0.05  # how often the loop publishes the snapshot status() answers with
 
 
 def actor_stop_budget_s(stop_grace_s: float) -> float:
@@ -133,6 +137,9 @@ class IngestWorker:
         self.last_commit_at: float | None = None
         self.consumed = 0
         self.left_uncommitted = 0  # posts timed-out hand-overs dropped (on stop or revoke); refetched later
+        self._operator_pause = threading.Event()  # set by the control endpoint (via the driver): fetch nothing
+        self._published_at = 0.0
+        self._published = self._snapshot()  # replaced (never mutated) by the loop; read by status()
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -157,6 +164,7 @@ class IngestWorker:
             while not self._stop.is_set():
                 self._step()
             self._hand_over(timeout_s=min(self.s.drain_timeout_s, max(0.0, self._stop_left() - 3.0)))
+            self._publish()
         finally:
             self.consumer.close(autocommit=False)
             self.producer.close(timeout=max(0.5, min(5.0, self._stop_left())))
@@ -216,12 +224,42 @@ class IngestWorker:
         return float("inf") if self._stop_deadline is None else self._stop_deadline - time.monotonic()
 
     def status(self) -> dict[str, Any]:
-        return {"index": self.index, "idle_s": time.monotonic() - self._last_record,
+        """From any thread: the loop's last published snapshot, with the fresh values that are safe
+        to read here (the idle time; batches on actors that left a pool, under the pool's lock)."""
+        return {**self._published, "idle_s": time.monotonic() - self._last_record,
+                "paused_by_operator": self._operator_pause.is_set(),
+                "retiring_inflight": {st.stage: st.retiring_inflight() for st in self.stages}}
+
+    def _snapshot(self) -> dict[str, Any]:
+        """The loop's state as plain values (loop thread only)."""
+        consumer = getattr(self, "consumer", None)
+        queued = [0] * len(self.stages)
+        inflight = [0] * len(self.stages)
+        for b in self._batches:
+            (inflight if b.ref is not None else queued)[b.stage] += 1
+        if self.stages and self._pending:
+            queued[0] += -(-len(self._pending) // self.s.batch_size)
+        return {"index": self.index, "at": time.time(),
                 "busy": bool(self._pending or self._batches or self._unacked or self.tracker.pending),
-                "lag": sum(self._lag.values()), "consumed": self.consumed,
+                "lag": sum(self._lag.values()),
+                "lag_by_partition": {f"{tp.topic}/{tp.partition}": v for tp, v in sorted(self._lag.items())},
+                "assigned": len(consumer.assignment()) if consumer is not None else 0,
+                "paused_partitions": len(consumer.paused()) if consumer is not None else 0,
+                "consumed": self.consumed,
                 "first_record_at": self.first_record_at, "last_commit_at": self.last_commit_at,
                 "left_uncommitted": self.left_uncommitted, "refused": self.refused,
-                "busy_slot_s": {st.stage: self._busy_slot_s[i] for i, st in enumerate(self.stages)}}
+                "busy_slot_s": {st.stage: self._busy_slot_s[i] for i, st in enumerate(self.stages)},
+                "inflight": {st.stage: inflight[i] for i, st in enumerate(self.stages)},
+                "queued": {st.stage: queued[i] for i, st in enumerate(self.stages)}}
+
+    def _publish(self) -> None:
+        self._published = self._snapshot()
+        self._published_at = time.monotonic()
+
+    def set_paused(self, paused: bool) -> None:
+        """Operator pause (any thread): the loop pauses every assigned partition while it is set;
+        batches in flight finish, emit and commit meanwhile."""
+        (self._operator_pause.set if paused else self._operator_pause.clear)()
 
     def set_stage_actors(self, stage: str, actors: list) -> None:
         for pool in self.stages:
@@ -261,6 +299,8 @@ class IngestWorker:
                 self._barrier = True
         if now - self._last_lag >= self.s.metrics_interval_s:
             self._report_lag()
+        if now - self._published_at >= PUBLISH_EVERY_S:
+            self._publish()
 
     def _record_consumed(self, n: int, start: float) -> None:
         self.consumed += n
@@ -420,7 +460,7 @@ class IngestWorker:
         cap = self.s.max_inflight_batches
         full = bool(self.stages) and (self._inflight_running(0) >= cap or len(self._batches) >= 4 * cap
                                       or len(self._pending) >= self.s.batch_size * cap)
-        should_pause = full or self._barrier or self._stop.is_set()
+        should_pause = full or self._barrier or self._stop.is_set() or self._operator_pause.is_set()
         assigned = self.consumer.assignment()
         if should_pause and assigned - self.consumer.paused():
             self.consumer.pause(*assigned)  # newly assigned partitions are paused too
@@ -693,3 +733,6 @@ class IngestActor:
 
     def set_stage_actors(self, stage: str, actors: list) -> None:
         self.worker.set_stage_actors(stage, actors)
+
+    def set_paused(self, paused: bool) -> None:
+        self.worker.set_paused(paused)

@@ -45,6 +45,16 @@ SPECS: dict[str, tuple[str, str, tuple[str, ...], tuple[float, ...] | None]] = {
     "lrsa_actor_pool_size": ("gauge", "Actors in each pool", ("stage",), None),
     "lrsa_stage_slot_occupancy": ("gauge", "Share of a stage's in-flight batch slots in use, averaged over "
                                   "the pool-growth window (grows at 0.75)", ("stage",), None),
+    "lrsa_pool_bounds": ("gauge", "A stage pool's bounds (bound=min|max; settings, or set through the control "
+                         "endpoint)", ("stage", "bound"), None),
+    "lrsa_stage_queued_batches": ("gauge", "Batches waiting for a stage (for a slot, a retry or to fill), all "
+                                  "ingest actors", ("stage",), None),
+    "lrsa_stage_work_per_actor": ("gauge", "Batches running or waiting for a stage per actor of its pool, "
+                                  "averaged over the pool-growth window", ("stage",), None),
+    "lrsa_scaling_decisions_total": ("counter", "Pool size changes by the autoscaler, by direction (up/down) and "
+                                     "reason (backlog, lag_trend, occupancy, idle, min, max)",
+                                     ("stage", "direction", "reason"), None),
+    "lrsa_consumption_paused": ("gauge", "1 while an operator paused consumption (POST /pause)", (), None),
 }
 
 

@@ -1,5 +1,10 @@
-"""The `lrsa run` driver: starts Ray, the stage pools and the ingest actors, serves /metrics,
-grows pools under load, and turns SIGTERM/SIGINT (or an idle input) into a graceful stop."""
+"""The `lrsa run` driver: starts Ray, the stage pools and the ingest actors, serves /metrics and
+the control endpoint (workers/control.py), sizes the pools (workers/pools.py), and turns
+SIGTERM/SIGINT, POST /drain or an idle input into a graceful stop.
+
+Thread rules: the supervise loop (the driver's main thread) owns the pools, the ingest actors'
+statuses and the autoscaler. The control endpoint's thread only reads the snapshot the loop
+publishes each tick and queues requests the loop answers; the signal handler only sets an Event."""
 
 from __future__ import annotations
 
@@ -7,15 +12,15 @@ import logging
 import signal
 import threading
 import time
-from collections import deque
 from typing import Any
 
-from workers.actor_start import Liveness, Starting, StartupError, await_started, check_placeable, poll_starting, \
-    start_watch
+from workers.actor_start import StartupError
 from workers.config import WorkerSettings
+from workers.control import ControlServer, ControlState
 from workers.ingest import STOP_RESERVE_S
 from workers.member_id import MemberId, transactional_id
-from workers.metrics import DriverMetrics, MetricsBuffer
+from workers.metrics import DriverMetrics
+from workers.pools import OccupancyWindow, Pools  # noqa: F401 - OccupancyWindow: re-exported
 
 log = logging.getLogger(__name__)
 
@@ -35,161 +40,6 @@ def init_ray(s: WorkerSettings) -> None:
                  configure_logging=False, log_to_driver=True)
 
 
-class Pools:
-    """The stage actor pools, between min and max actors: one more while a stage's in-flight slots
-    stay mostly in use, one fewer while they stay mostly idle. A new actor joins its pool only once
-    it answered (workers/actor_start.py); one that is not placed or started within
-    actor_start_timeout_s is dropped and reported, and the pool works on with what it has. A dead
-    actor (Ray's restarts spent) leaves its pool and is replaced while the pool is below its min.
-    Driver thread only."""
-
-    GROW_AT = 0.75    # average share of the stage's in-flight slots in use over the grow window
-    SHRINK_AT = 0.25  # ... and at most this over the (longer) shrink window
-
-    def __init__(self, s: WorkerSettings) -> None:
-        from workers import stage_settings
-        from workers.stages import start_pool
-
-        self.specs = {name: (path, lo, hi, gpus, cpus) for name, path, lo, hi, gpus, cpus in s.stage_settings()}
-        self.metrics_host = s.metrics_host if s.stage_metrics else None
-        self.gates = {name: s.stage_gate(name) for name in self.specs}  # the prescore's threshold
-        # each processor's settings, built here and sent with every actor (workers/stage_settings.py)
-        self.settings = {name: stage_settings.build(path, s) for name, (path, *_) in self.specs.items()}
-        self.resources = {name: s.stage_resources(name) for name in self.specs}
-        self.start_timeout_s = s.actor_start_timeout_s
-        self.metrics = MetricsBuffer()  # drained into the driver's registry with the actors' buffers
-        self.starting: dict[str, Starting] = {}     # an actor being added to the pool, not yet answered
-        self.unplaced: dict[str, str] = {}          # stage -> why its last new actor did not start
-        self._grow_after: dict[str, float] = {}     # no new grow attempt before this (after a failed start)
-        self._liveness = Liveness()
-        for name, (path, lo, hi, gpus, cpus) in self.specs.items():
-            check_placeable(name, cpus, gpus, autoscaling=bool(s.ray_address))
-        self.actors = {name: start_pool(name, path, lo, cpus, gpus, self.metrics_host, self.gates[name],
-                                        self.settings[name], self.resources[name])
-                       for name, (path, lo, hi, gpus, cpus) in self.specs.items()}
-        self.occupancy: dict[str, float] = {}
-        self.grow_after_s, self.shrink_after_s = s.pool_grow_after_s, s.pool_shrink_after_s
-        self._windows: dict[str, tuple[OccupancyWindow, OccupancyWindow]] = {}
-
-    def _new_actor(self, name: str):
-        from workers.stages import new_actor
-
-        path, lo, hi, gpus, cpus = self.specs[name]
-        return new_actor(name, path, cpus, gpus, self.metrics_host, self.gates[name], self.settings[name],
-                         self.resources[name])
-
-    def log_metrics_ports(self, stop: threading.Event | None = None) -> None:
-        """Waits (at most actor_start_timeout_s) for every actor to answer; StartupError if one does not."""
-        for name, actors in self.actors.items():
-            path, lo, hi, gpus, cpus = self.specs[name]
-            ports = await_started(name, actors, self.start_timeout_s, cpus, gpus, stop)
-            if any(ports):
-                log.info("stage %s actors' own /metrics on %s ports %s", name, self.metrics_host, ports)
-
-    def handles(self) -> dict[str, list]:
-        return {k: list(v) for k, v in self.actors.items()}
-
-    def rescale(self, busy_slot_s: dict[str, float], capacity: int, now: float | None = None) -> str | None:
-        """Grow or shrink at most one stage by one actor; returns its name.
-
-        `busy_slot_s` is each stage's in-flight batches integrated over time (summed over the ingest
-        actors), `capacity` the slots they have. Ray ends a removed actor once the ingest actors
-        drop their handles to it; a batch it still held then is retried like any actor failure."""
-        now = time.monotonic() if now is None else now
-        changed = None
-        for name, (path, lo, hi, gpus, cpus) in self.specs.items():
-            grow, shrink = self._windows.setdefault(
-                name, (OccupancyWindow(self.grow_after_s), OccupancyWindow(self.shrink_after_s)))
-            share = grow.add(now, busy_slot_s.get(name, 0.0), capacity)
-            idle_share = shrink.add(now, busy_slot_s.get(name, 0.0), capacity)
-            if share is None:
-                continue
-            self.occupancy[name] = share
-            if changed is not None:
-                continue
-            pool = self.actors[name]
-            if (grow.full() and share >= self.GROW_AT and len(pool) < hi and name not in self.starting
-                    and now >= self._grow_after.get(name, 0.0)):
-                self.starting[name] = start_watch(self._new_actor(name))
-                verb, over = "growing (the new actor joins once it answers)", self.grow_after_s
-            elif shrink.full() and idle_share is not None and idle_share <= self.SHRINK_AT and len(pool) > lo:
-                self._liveness.forget(pool.pop())
-                verb, over, share = "shrunk", self.shrink_after_s, idle_share
-            else:
-                continue
-            grow.clear()  # judge the new pool size on its own windows
-            shrink.clear()
-            log.info("stage %s slots %.0f%% in use over %.0fs: pool %s to %d", name, 100 * share, over, verb,
-                     len(pool) + (name in self.starting))
-            changed = name
-        return changed
-
-    def tend(self) -> set[str]:
-        """Non-blocking, every supervise tick: a started actor joins its pool; one that did not start
-        in time is dropped and reported; dead actors leave and are replaced up to the pool's min.
-        Returns the stages whose actor lists changed."""
-        changed: set[str] = set()
-        now = time.monotonic()
-        for name, starting in list(self.starting.items()):
-            state, why = poll_starting(name, starting, self.start_timeout_s)
-            if state == "ready":
-                self.actors[name].append(starting.actor)
-                del self.starting[name]
-                self.unplaced.pop(name, None)
-                self.metrics.set("lrsa_stage_actors_unplaced", 0, stage=name)
-                log.info("stage %s: new actor up; pool now %d", name, len(self.actors[name]))
-                changed.add(name)
-            elif state == "failed":
-                del self.starting[name]
-                self.unplaced[name] = why
-                self._grow_after[name] = now + self.start_timeout_s
-                self.metrics.inc("lrsa_stage_actor_failures_total", stage=name, kind="not_started")
-                self.metrics.set("lrsa_stage_actors_unplaced", 1, stage=name)
-                log.error("stage %s: a new actor %s; the pool keeps working with its %d actor(s)",
-                          name, why, len(self.actors[name]))
-        for name, pool in self.actors.items():
-            for dead in self._liveness.dead(pool):
-                pool.remove(dead)
-                self._liveness.forget(dead)
-                self.metrics.inc("lrsa_stage_actor_failures_total", stage=name, kind="died")
-                log.error("stage %s: an actor died for good (Ray's restarts spent); pool now %d", name, len(pool))
-                changed.add(name)
-            path, lo, hi, gpus, cpus = self.specs[name]
-            if len(pool) < lo and name not in self.starting:
-                log.info("stage %s: below its min (%d < %d): starting a replacement", name, len(pool), lo)
-                self.starting[name] = start_watch(self._new_actor(name))
-        return changed
-
-    def status(self) -> dict[str, Any]:
-        return {name: {"actors": len(pool), "starting": name in self.starting, "unplaced": self.unplaced.get(name)}
-                for name, pool in self.actors.items()}
-
-
-class OccupancyWindow:
-    """The average share of in-flight slots in use over the last `span_s`, from samples of a running
-    integral (slot-seconds), so a sample caught between one batch and the next does not reset it."""
-
-    def __init__(self, span_s: float) -> None:
-        self.span_s = span_s
-        self._samples: deque[tuple[float, float]] = deque()
-
-    def add(self, now: float, busy_slot_s: float, capacity: int) -> float | None:
-        self._samples.append((now, busy_slot_s))
-        while len(self._samples) > 1 and now - self._samples[1][0] >= self.span_s:
-            self._samples.popleft()  # keep the newest sample that is at least a span old
-        (t0, v0), (t1, v1) = self._samples[0], self._samples[-1]
-        if t1 <= t0 or capacity <= 0:
-            return None
-        return min(1.0, max(0.0, (v1 - v0) / (t1 - t0) / capacity))
-
-    def full(self) -> bool:
-        """The samples span the whole window."""
-        return len(self._samples) > 1 and self._samples[-1][0] - self._samples[0][0] >= self.span_s
-
-    def clear(self) -> None:
-        self._samples.clear()
-
-
 class Pipeline:
     def __init__(self, s: WorkerSettings, metrics: DriverMetrics | None = None) -> None:
         self.s = s
@@ -200,12 +50,42 @@ class Pipeline:
         self.final_statuses: list[dict[str, Any]] = []  # what each ingest actor's run() returned
         self.metrics_port: int | None = None
         self._group_lag = None
+        self.control = ControlState(stale_after_s=max(30.0, 10 * s.metrics_interval_s))
+        self.control_port: int | None = None
+        self._control_server: ControlServer | None = None
+        self.paused = False          # consumption paused by an operator (POST /pause)
+        self.stop_reason = "signal"  # or "drain" (POST /drain)
+
+    def _start_control(self) -> bool:
+        """The control endpoint; False when its settings are wrong (the worker does not start). A port
+        that is taken is reported and the worker runs without the endpoint."""
+        from workers.control_settings import is_loopback
+
+        s = self.s
+        if s.control_port is None:
+            return True
+        try:
+            token = s.token()
+        except (OSError, ValueError) as e:
+            log.error("cannot start: control token unreadable (--control-token-file): %s", e)
+            return False
+        if token is None and not is_loopback(s.control_host):
+            log.error("cannot start: the control endpoint on %s (--control-host) is not loopback and has no token: "
+                      "set --control-token-file or LRSA_CONTROL_TOKEN", s.control_host)
+            return False
+        server = ControlServer(self.control, s.control_host, s.control_port, token)
+        try:
+            self.control_port = server.start()
+        except OSError as e:
+            log.error("control endpoint not served: cannot bind %s:%s (--control-port / LRSA_CONTROL_PORT): %s; "
+                      "running without it", s.control_host, s.control_port, e)
+            return True
+        self._control_server = server
+        log.info("control endpoint at http://%s:%d (%s)", s.control_host, self.control_port,
+                 "token required for /status and POSTs" if token else "no token: loopback callers are trusted")
+        return True
 
     def run(self) -> int:
-        import ray
-
-        from workers.ingest import IngestActor
-
         s = self.s
         init_ray(s)
         # Counters the alert rules compare (LrsaNoOutput, LrsaCommitStalled) exist from the first scrape.
@@ -215,6 +95,20 @@ class Pipeline:
         if s.metrics_port is not None:
             self.metrics_port = self.metrics.serve(s.metrics_host, s.metrics_port)
             log.info("metrics at http://%s:%d/metrics", s.metrics_host, self.metrics_port)
+        if not self._start_control():
+            return 2
+        try:
+            return self._start(s)
+        finally:
+            self.control.set_phase("stopped")
+            if self._control_server is not None:
+                self._control_server.close()
+
+    def _start(self, s: WorkerSettings) -> int:
+        import ray
+
+        from workers.ingest import IngestActor
+
         try:
             pools = Pools(s)
             pools.log_metrics_ports(self.stop_requested)
@@ -264,25 +158,29 @@ class Pipeline:
                     self._stop_all()
                     return 1
             if stopping:
+                self._refuse_requests()
                 continue
             self._collect_metrics()
             try:
                 self.statuses = ray.get([a.status.remote() for a in self.actors], timeout=30)
             except ray.exceptions.GetTimeoutError:
                 log.warning("ingest actors' status not in within 30s; asking again")
-            grown_or_shrunk = pools.rescale(self._busy_slot_s(), self.s.max_inflight_batches * len(self.actors))
+            pools.finish_draining(self.statuses)
+            grown_or_shrunk = pools.rescale(self._busy_slot_s(), self.s.max_inflight_batches * len(self.actors),
+                                            inflight=self._per_stage("inflight"), queued=self._per_stage("queued"),
+                                            lag=self._lag_total())
             for changed in pools.tend() | ({grown_or_shrunk} - {None}):
-                for a in self.actors:
-                    a.set_stage_actors.remote(changed, pools.actors[changed])
-            self.metrics.apply(pools.metrics.drain())
-            for name, actors in pools.actors.items():
-                self.metrics.set("lrsa_actor_pool_size", len(actors), stage=name)
-                if name in pools.occupancy:
-                    self.metrics.set("lrsa_stage_slot_occupancy", pools.occupancy[name], stage=name)
+                pools.retiring(changed, [a.set_stage_actors.remote(changed, pools.actors[changed])
+                                         for a in self.actors])
+            self._answer_requests(pools)
+            self._pool_metrics(pools)
+            self._publish(pools)
             idle_since = self._idle_since(idle_since)
             if self.stop_requested.is_set() or (idle_since is not None
                                                 and time.monotonic() - idle_since >= self.s.exit_when_idle):
-                log.info("stopping: %s", "signal" if self.stop_requested.is_set() else "input drained and idle")
+                log.info("stopping: %s", self.stop_reason if self.stop_requested.is_set()
+                         else "input drained and idle")
+                self.control.set_phase("stopping")
                 self._stop_all()
                 stopping = True
                 since = self.stop_requested_at if self.stop_requested.is_set() else None
@@ -302,6 +200,89 @@ class Pipeline:
             log.warning("ingest %d stopped with %d posts unfinished after the drain timeout; left them "
                         "uncommitted (the partitions' next owner or a restart fetches them again)",
                         status["index"], status["left_uncommitted"])
+
+    # ---- the control endpoint's requests and snapshot (this thread) ----
+
+    def _answer_requests(self, pools: Pools) -> None:
+        for kind, args, future in self.control.take_requests():
+            if not future.set_running_or_notify_cancel():
+                continue  # the caller gave up waiting: not applied
+            try:
+                if kind == "resize":
+                    answer = pools.resize(args["stage"], args.get("min"), args.get("max"))
+                elif kind in ("pause", "resume"):
+                    answer = self._set_paused(kind == "pause")
+                elif kind == "drain":
+                    self.stop_reason = "drain requested (control endpoint)"
+                    self.stop_requested_at = time.monotonic()
+                    self.stop_requested.set()
+                    answer = (202, {"draining": True, "stop_grace_s": self.s.stop_grace_s})
+                else:
+                    answer = (400, {"error": f"unknown request {kind}"})
+            except Exception as e:  # noqa: BLE001 - answered, never raised into the loop
+                log.exception("control request %s failed", kind)
+                answer = (500, {"error": f"{type(e).__name__}: {e}"})
+            future.set_result(answer)
+
+    def _refuse_requests(self) -> None:
+        for _, _, future in self.control.take_requests():
+            if future.set_running_or_notify_cancel():
+                future.set_result((503, {"error": "the worker is stopping"}))
+
+    def _set_paused(self, paused: bool) -> tuple[int, dict[str, Any]]:
+        import ray
+
+        try:
+            ray.get([a.set_paused.remote(paused) for a in self.actors], timeout=5)
+        except ray.exceptions.GetTimeoutError:
+            return 503, {"error": "the ingest actors did not confirm within 5s; ask again"}
+        self.paused = paused
+        log.info("consumption %s (control endpoint)", "paused" if paused else "resumed")
+        return 200, {"paused": paused}
+
+    def _pool_metrics(self, pools: Pools) -> None:
+        self.metrics.apply(pools.metrics.drain())
+        self.metrics.set("lrsa_consumption_paused", int(self.paused))
+        for name, actors in pools.actors.items():
+            self.metrics.set("lrsa_actor_pool_size", len(actors), stage=name)
+            if name in pools.occupancy:
+                self.metrics.set("lrsa_stage_slot_occupancy", pools.occupancy[name], stage=name)
+            self.metrics.set("lrsa_stage_queued_batches", pools.loads[name].queued, stage=name)
+            work = pools.autoscaler.readings.get(name, {}).get("work_per_actor")
+            if work is not None:
+                self.metrics.set("lrsa_stage_work_per_actor", work, stage=name)
+
+    def _publish(self, pools: Pools) -> None:
+        lag: dict[str, int] = {}
+        for st in self.statuses:
+            lag.update(st.get("lag_by_partition", {}))
+        ingest = [{k: st.get(k) for k in ("index", "assigned", "paused_partitions", "consumed", "lag", "busy",
+                                          "paused_by_operator", "inflight", "queued")} for st in self.statuses]
+        status = {"input_topic": self.s.input_topic, "group_id": self.s.group_id, "paused": self.paused,
+                  "pools": pools.describe(), "ingest": ingest, "lag": lag, "lag_total": sum(lag.values()),
+                  "lag_trend_posts_per_s": pools.autoscaler.lag_slope, "decisions": pools.autoscaler.recent()}
+        placed, why = pools.placed()
+        if self.paused:
+            ready = (False, "consumption paused by an operator (POST /resume)")
+        elif not placed:
+            ready = (False, why)
+        elif not any(st.get("assigned") for st in self.statuses):
+            ready = (False, "no input partition assigned yet")
+        else:
+            ready = (True, "consuming")
+        self.control.publish(status, ready)
+
+    def _per_stage(self, key: str) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for st in self.statuses:
+            for stage, v in st.get(key, {}).items():
+                total[stage] = total.get(stage, 0) + v
+        return total
+
+    def _lag_total(self) -> float | None:
+        if not self.statuses:
+            return None
+        return float(sum(st.get("lag", 0) for st in self.statuses))
 
     def _busy_slot_s(self) -> dict[str, float]:
         total: dict[str, float] = {}

@@ -9,6 +9,7 @@ it says it is not: an outage), "nonretryable" (NonRetryable), "error" (any other
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -115,30 +116,55 @@ def new_actor(stage: str, processor_path: str, num_cpus: float, num_gpus: float,
 
 
 class PoolClient:
-    """One ingest actor's view of a stage pool: sends each batch to its least busy actor."""
+    """One ingest actor's view of a stage pool: sends each batch to its least busy actor.
+
+    Each actor gets a serial number when it joins; `submit` returns it and `release` takes it, so a
+    batch is released against the actor that ran it even after the pool changed. An actor that
+    leaves the pool while it still runs batches is "retiring" until they are released: the driver
+    ends an actor it scaled down only once no ingest actor has a batch on a retiring actor."""
 
     def __init__(self, stage: str, actors: list) -> None:
         self.stage = stage
         self._lock = threading.Lock()  # the driver grows the pool from another thread of the actor
-        self._load: dict[int, int] = {}
+        self._serials = itertools.count()
+        self.actors: list = []
+        self._keys: list[int] = []          # serial of each actor in self.actors
+        self._load: dict[int, int] = {}     # serial -> batches in flight, actors in the pool
+        self._retiring: dict[int, int] = {}  # serial -> batches in flight, actors that left it
         self.set_actors(actors)
 
     def set_actors(self, actors: list) -> None:
         with self._lock:
-            self.actors = list(actors)
-            self._load = {i: self._load.get(i, 0) for i in range(len(self.actors))}
+            keys = []
+            for a in actors:
+                old = next((k for k, b in zip(self._keys, self.actors) if b == a and k not in keys), None)
+                keys.append(next(self._serials) if old is None else old)
+            for k in self._keys:
+                if k not in keys and self._load.get(k):
+                    self._retiring[k] = self._load[k]
+            self._load = {k: self._load.get(k, 0) for k in keys}
+            self.actors, self._keys = list(actors), keys
 
     def submit(self, items: list[WorkItem]) -> tuple[Any, int]:
-        """(ObjectRef, actor index), or (None, -1) while the pool has no actor (all dead, being replaced)."""
+        """(ObjectRef, actor serial), or (None, -1) while the pool has no actor (all dead, being replaced)."""
         with self._lock:
             if not self._load:
                 return None, -1
-            i = min(self._load, key=self._load.get)
-            self._load[i] += 1
-            actor = self.actors[i]
-        return actor.process.remote(items), i
+            k = min(self._load, key=self._load.get)
+            self._load[k] += 1
+            actor = self.actors[self._keys.index(k)]
+        return actor.process.remote(items), k
 
-    def release(self, i: int) -> None:
+    def release(self, k: int) -> None:
         with self._lock:
-            if i in self._load:
-                self._load[i] = max(0, self._load[i] - 1)
+            if k in self._load:
+                self._load[k] = max(0, self._load[k] - 1)
+            elif k in self._retiring:
+                self._retiring[k] -= 1
+                if self._retiring[k] <= 0:
+                    del self._retiring[k]
+
+    def retiring_inflight(self) -> int:
+        """Batches still running on actors that left the pool (thread-safe)."""
+        with self._lock:
+            return sum(self._retiring.values())
