@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from lrsa.settings import LrsaSettings
+from workers.kafka_security import KafkaSecurity
 from workers.autoscaler import AutoscaleSettings
 from workers.control_settings import ControlSettings
 
@@ -19,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_MESSAGE_BYTES = 20 * 1024 * 1024
 
 
-class KafkaClientSettings(LrsaSettings):
+class KafkaClientSettings(KafkaSecurity):
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated")
     max_message_bytes: int = Field(MAX_MESSAGE_BYTES, description="largest message the clients send or fetch (bytes)")
     # kafka-python's default is 5 min; new topics and added partitions should be picked up sooner.

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+import socket
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer
 
 from workers.config import KafkaClientSettings
+from workers.kafka_security import KafkaAuthError
+
+T = TypeVar("T")
 
 
 def consumer(settings: KafkaClientSettings, *topics: str, group_id: str | None,
              read_committed: bool = False, **extra: Any) -> KafkaConsumer:
     """A raw-bytes consumer with manual commits, able to fetch the largest allowed message."""
-    return KafkaConsumer(
+    return _connect(settings, lambda: KafkaConsumer(
         *topics,
         bootstrap_servers=settings.bootstrap_servers.split(","),
         group_id=group_id,
@@ -21,8 +26,8 @@ def consumer(settings: KafkaClientSettings, *topics: str, group_id: str | None,
         fetch_max_bytes=max(settings.max_message_bytes, 50 * 1024 * 1024),
         isolation_level="read_committed" if read_committed else "read_uncommitted",
         metadata_max_age_ms=settings.metadata_max_age_ms,
-        **extra,
-    )
+        **{**settings.client_options(), **extra},
+    ))
 
 
 def producer(settings: KafkaClientSettings, transactional_id: str | None = None, **extra: Any) -> KafkaProducer:
@@ -39,8 +44,52 @@ def producer(settings: KafkaClientSettings, transactional_id: str | None = None,
     )
     if transactional_id:
         config.update(transactional_id=transactional_id, enable_idempotence=True)
+    config.update(settings.client_options())
     config.update(extra)
-    return KafkaProducer(**config)
+    return _connect(settings, lambda: KafkaProducer(**config))
+
+
+def admin(settings: KafkaClientSettings, **extra: Any):
+    """A KafkaAdminClient with the settings' address and security."""
+    from kafka import KafkaAdminClient
+
+    return _connect(settings, lambda: KafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers.split(","), **{**settings.client_options(), **extra}))
+
+
+def _connect(settings: KafkaClientSettings, make: Callable[[], T]) -> T:
+    """make(), with refused credentials or TLS reported as KafkaAuthError naming the settings
+    (kafka-python reports them as 'no brokers available' after its bootstrap attempts)."""
+    from kafka.errors import (KafkaConnectionError, KafkaTimeoutError, SaslAuthenticationFailedError,
+                              UnsupportedSaslMechanismError)
+
+    try:
+        return make()
+    except (SaslAuthenticationFailedError, UnsupportedSaslMechanismError) as e:
+        raise KafkaAuthError(_auth_message(settings, e)) from None
+    except (KafkaConnectionError, KafkaTimeoutError) as e:
+        # kafka-python retries a refused login until its bootstrap timeout, then says only that it
+        # timed out: a broker that accepts TCP but not this client refused its credentials or TLS
+        if settings.kafka_security_protocol != "PLAINTEXT" and _reachable(settings.bootstrap_servers):
+            raise KafkaAuthError(_auth_message(settings, e)) from None
+        raise
+
+
+def _reachable(bootstrap_servers: str) -> bool:
+    for address in bootstrap_servers.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=3):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def _auth_message(settings: KafkaClientSettings, e: Exception) -> str:
+    return (f"Kafka at {settings.bootstrap_servers} refused this client ({settings.describe()}): "
+            f"{type(e).__name__}; check LRSA_KAFKA_SECURITY_PROTOCOL, LRSA_KAFKA_SASL_MECHANISM, "
+            f"LRSA_KAFKA_SASL_USERNAME and LRSA_KAFKA_SASL_PASSWORD(_FILE) / the LRSA_KAFKA_SSL_* files")
 
 
 class GroupLag:
@@ -48,11 +97,10 @@ class GroupLag:
     the group (so a member that has no partitions yet cannot mistake that for 'drained')."""
 
     def __init__(self, settings: KafkaClientSettings, topic: str, group_id: str) -> None:
-        from kafka import KafkaAdminClient
-
         self.topic, self.group_id = topic, group_id
-        self._admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers.split(","))
-        self._consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","), group_id=None)
+        self._admin = admin(settings)
+        self._consumer = _connect(settings, lambda: KafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers.split(","), group_id=None, **settings.client_options()))
 
     def lag(self) -> dict[int, int]:
         """partition -> end offset minus committed offset (the whole partition when nothing is committed)."""

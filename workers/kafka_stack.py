@@ -43,13 +43,15 @@ class StackState:
     pid: int | None
     port: int
     controller_port: int
+    sasl_port: int | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
 
-def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+def _server_properties(data_dir: Path, port: int, controller_port: int, sasl_port: int | None = None,
+                       sasl_users: dict[str, str] | None = None) -> str:
     props = {
         "process.roles": "broker,controller",
         "node.id": 1,
@@ -78,14 +80,29 @@ def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
         "num.io.threads": 2,
         "log.retention.hours": 24,
     }
+    if sasl_port:  # a second client listener that authenticates: SASL PLAIN and SCRAM-SHA-512
+        props["listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{sasl_port}"
+        props["advertised.listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{sasl_port}"
+        props["listener.security.protocol.map"] += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+        props["sasl.enabled.mechanisms"] = "PLAIN,SCRAM-SHA-512"
+        users = " ".join(f'user_{name}="{password}"' for name, password in (sasl_users or {}).items())
+        props["listener.name.sasl_plaintext.plain.sasl.jaas.config"] = \
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};"
+        props["listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config"] = \
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
 class KafkaStack:
-    def __init__(self, data_dir: Path, port: int | None = None, controller_port: int = 0, heap: str = "512m"):
-        """port None: the data dir's port, else 9092; 0: a free port. Same for controller_port."""
+    def __init__(self, data_dir: Path, port: int | None = None, controller_port: int = 0, heap: str = "512m",
+                 sasl_users: dict[str, str] | None = None):
+        """port None: the data dir's port, else 9092; 0: a free port. Same for controller_port.
+        sasl_users (name -> password): also a SASL_PLAINTEXT listener (`sasl_bootstrap`) where these
+        users log in with PLAIN or SCRAM-SHA-512."""
         self.dir = Path(data_dir)
         self.heap = heap
+        self.sasl_users = sasl_users
+        self.sasl_port = free_ports(1)[0] if sasl_users else None
         saved = self._load()
         # Ports chosen once stay with the data dir: the quorum address is part of the cluster.
         if saved and not port:
@@ -102,6 +119,10 @@ class KafkaStack:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def sasl_bootstrap(self) -> str | None:
+        return f"127.0.0.1:{self.sasl_port}" if self.sasl_port else None
+
+    @property
     def state_file(self) -> Path:
         return self.dir / "stack.json"
 
@@ -112,7 +133,8 @@ class KafkaStack:
             return None
 
     def _save(self, pid: int | None) -> None:
-        self.state_file.write_text(json.dumps(asdict(StackState(pid, self.port, self.controller_port))))
+        self.state_file.write_text(json.dumps(asdict(StackState(pid, self.port, self.controller_port,
+                                                                self.sasl_port))))
 
     def _java(self, main: str, *args: str, heap: str = "256m") -> list[str]:
         return ["java", f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
@@ -136,7 +158,8 @@ class KafkaStack:
             return self.bootstrap
         self.dir.mkdir(parents=True, exist_ok=True)
         props = self.dir / "server.properties"
-        props.write_text(_server_properties(self.dir, self.port, self.controller_port))
+        props.write_text(_server_properties(self.dir, self.port, self.controller_port, self.sasl_port,
+                                            self.sasl_users))
         if not (self.dir / "logs" / "meta.properties").exists():
             self._format(props)
         out = open(self.dir / "broker.out", "ab")
@@ -153,8 +176,10 @@ class KafkaStack:
         # URL-safe base64 may start with "-" (1 in 64): hence --cluster-id=ID, which argparse
         # cannot mistake for an option.
         cluster_id = cluster_id or base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        scram = [f"--add-scram=SCRAM-SHA-512=[name={name},password={password}]"
+                 for name, password in (self.sasl_users or {}).items()]
         done = subprocess.run(self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-                                         "-c", str(props)),
+                                         "-c", str(props), *scram),
                               capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"formatting Kafka storage failed ({done.returncode}): "
