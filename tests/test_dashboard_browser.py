@@ -76,6 +76,42 @@ def chromium():
     driver.quit()
 
 
+def start_dashboard(bootstrap: str, topics: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrsa_cli.main", "dashboard", "--bootstrap-servers", bootstrap,
+         "--aggregates-topic", topics["aggregates"], "--alerts-topic", topics["alerts"],
+         "--results-topic", topics["results"], "--http-port", "0", "--metadata-interval-s", "0.5"],
+        cwd=REPO, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    _started.append(proc)
+    wait_for(lambda: "dashboard: http" in log.read_text() or proc.poll() is not None, 60,
+             what="the dashboard to serve")
+    assert proc.poll() is None, log.read_text()
+    return proc, log.read_text().split("dashboard: ", 1)[1].split()[0]
+
+
+_started: list[subprocess.Popen] = []
+
+
+def stop(proc: subprocess.Popen, log: Path, what: str) -> None:
+    proc.terminate()
+    try:
+        code = proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"{what} did not stop within 30 s of SIGTERM:\n{log.read_text()[-3000:]}")
+    assert code == 0, f"{what} exited {code}:\n{log.read_text()[-3000:]}"
+
+
+@pytest.fixture(autouse=True)
+def _stop_started():
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 @pytest.fixture
 def dashboard(kafka_bootstrap, kafka_topic, tmp_path):
     topics = {"aggregates": kafka_topic("dash-agg", 2), "alerts": kafka_topic("dash-alerts", 1),
@@ -84,30 +120,35 @@ def dashboard(kafka_bootstrap, kafka_topic, tmp_path):
     produce(kafka_bootstrap, topics["aggregates"], [aggregate("Delta Air Lines", 0, 5, 3, 2, ["p-old"]),
                                                     aggregate("Delta Air Lines", 1, 4, 4, 2, ["p-old2"])])
     log = tmp_path / "dashboard.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lrsa_cli.main", "dashboard", "--bootstrap-servers", kafka_bootstrap,
-         "--aggregates-topic", topics["aggregates"], "--alerts-topic", topics["alerts"],
-         "--results-topic", topics["results"], "--http-port", "0", "--metadata-interval-s", "0.5"],
-        cwd=REPO, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for(lambda: "dashboard: http" in log.read_text() or proc.poll() is not None, 60,
-                 what="the dashboard to serve")
-        assert proc.poll() is None, log.read_text()
-        url = log.read_text().split("dashboard: ", 1)[1].split()[0]
-        yield url, topics, log
-    finally:
-        proc.terminate()
-        try:
-            assert proc.wait(20) == 0, f"the dashboard did not stop cleanly:\n{log.read_text()[-3000:]}"
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
+    proc, url = start_dashboard(kafka_bootstrap, topics, log)
+    yield url, topics, log
+    stop(proc, log, "the dashboard")
+
+
+def open_page(driver, url: str):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    wait = WebDriverWait(driver, 90, poll_frequency=0.25)
+    wait.until(lambda d: d.find_element("id", "status").text == "live")
+    return wait
+
+
+def board(driver) -> dict[str, dict[str, str]]:
+    """entity -> {column class: text} of the leaderboard, read in one script call."""
+    return driver.execute_script("""
+        const out = {};
+        for (const tr of document.querySelectorAll('#leaderboard tbody tr')) {
+          const row = {};
+          for (const td of tr.cells) row[td.className] = td.textContent;
+          out[tr.dataset.entity] = row;
+        }
+        return out;""")
 
 
 @pytest.mark.kafka
 def test_dashboard_shows_live_counts_alerts_and_posts_in_chromium(kafka_bootstrap, dashboard, chromium):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     url, topics, log = dashboard
     head = urllib.request.urlopen(url, timeout=10)
@@ -115,16 +156,11 @@ def test_dashboard_shows_live_counts_alerts_and_posts_in_chromium(kafka_bootstra
     assert url.startswith("http://127.0.0.1:")  # loopback by default
 
     driver = chromium
-    driver.get(url)
-    wait = WebDriverWait(driver, 60, poll_frequency=0.2)
+    wait = open_page(driver, url)
 
     def cell(entity: str, cls: str) -> str | None:
-        for row in driver.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr"):
-            if row.find_element(By.CLASS_NAME, "c-entity").text == entity:
-                return row.find_element(By.CLASS_NAME, cls).text
-        return None
+        return board(driver).get(entity, {}).get(cls)
 
-    wait.until(lambda d: d.find_element(By.ID, "status").text == "live")
     # history from the compacted topic: two windows, 9 positive, 7 neutral, 4 negative
     wait.until(lambda d: cell("Delta Air Lines", "c-mentions") == "20")
     assert (cell("Delta Air Lines", "c-pos"), cell("Delta Air Lines", "c-neg")) == ("9", "4")
@@ -177,3 +213,63 @@ def test_dashboard_shows_live_counts_alerts_and_posts_in_chromium(kafka_bootstra
     assert len(driver.find_elements(By.CSS_SELECTOR, "#alert-feed li")) == 2
     assert driver.execute_script("return window.__pwned") is None
     assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.kafka
+def test_dashboard_follows_lrsa_aggregate_live(kafka_bootstrap, kafka_topic, chromium, tmp_path):
+    """Results -> the real `lrsa aggregate` -> the page: the leaderboard's totals equal counts
+    computed straight from the input, and the planted shift's alert (and no other) appears, while
+    the page stays loaded. The aggregates and alerts topics do not exist when the page opens."""
+    from aggregate_helpers import expected_windows, shift_sequence
+    from aggregate_helpers import produce as produce_results
+
+    uid = os.urandom(3).hex()
+    topics = {"aggregates": f"dash-live-agg-{uid}", "alerts": f"dash-live-alerts-{uid}",
+              "results": kafka_topic("dash-live-results", 1)}  # in event-time order
+    dash_log = tmp_path / "dashboard.log"
+    dash, url = start_dashboard(kafka_bootstrap, topics, dash_log)
+    driver = chromium
+    wait = open_page(driver, url)
+    driver.execute_script("window.__sameLoad = 'yes'")
+
+    window_ms, stable = 60_000, ["Lufthansa", "Netflix"]
+    results = shift_sequence(window_ms, windows=8, per_window=20, shift_entity="Delta Air Lines", shift_at=5,
+                             stable=stable)
+    produce_results(kafka_bootstrap, topics["results"], results)
+    agg_log = tmp_path / "aggregate.log"
+    agg = subprocess.Popen(
+        [sys.executable, "-m", "lrsa_cli.main", "aggregate", "--bootstrap-servers", kafka_bootstrap,
+         "--input-topic", topics["results"], "--aggregates-topic", topics["aggregates"],
+         "--alerts-topic", topics["alerts"], "--group-id", f"dash-live-{uid}", "--instance-id", uid,
+         "--windows", "1m", "--allowed-lateness-s", "0", "--state-dir", str(tmp_path / "state"),
+         "--metrics-port", "0", "--alert-baseline-windows", "3", "--alert-min-mentions", "10",
+         "--alert-min-baseline-mentions", "30"],
+        cwd=REPO, stdout=open(agg_log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    _started.append(agg)
+
+    expected: dict[str, dict[str, int]] = {}
+    for key, counts in expected_windows(results, "1m", window_ms).items():
+        total = expected.setdefault(key.split("|")[0], {"positive": 0, "neutral": 0, "negative": 0})
+        for s, n in counts.items():
+            total[s] += n
+    want = {e: {"c-mentions": str(sum(c.values())), "c-pos": str(c["positive"]), "c-neu": str(c["neutral"]),
+                "c-neg": str(c["negative"])} for e, c in expected.items()}
+
+    def shown() -> dict[str, dict[str, str]]:
+        rows = board(driver)
+        return {e: {k: rows[e][k] for k in ("c-mentions", "c-pos", "c-neu", "c-neg")} for e in rows}
+
+    try:
+        wait.until(lambda d: shown() == want)
+        wait.until(lambda d: d.find_elements("css selector", "#active-alerts li.fired"))
+    except Exception:
+        print("aggregate log:\n", agg_log.read_text()[-4000:], "\ndashboard log:\n", dash_log.read_text()[-2000:])
+        raise
+    fired = driver.execute_script(
+        "return [...document.querySelectorAll('#alert-feed li.fired')].map(li => li.dataset.entity)")
+    assert set(fired) == {"Delta Air Lines"}  # the stable entities never alert
+    assert driver.execute_script("return window.__sameLoad") == "yes"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / "dashboard-aggregate.png"))
+    stop(agg, agg_log, "lrsa aggregate")
+    stop(dash, dash_log, "the dashboard")

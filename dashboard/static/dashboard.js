@@ -211,7 +211,7 @@ function highlighted(post) {
   const box = el("div", { class: "post-text" });
   const text = post.text ?? "";
   if (!post.text) {
-    box.append(el("span", { class: "empty", text: "(no text in the result: --no-result-text)" }));
+    box.append(el("span", { class: "empty", text: "(the result carries no text)" }));
     if (post.aspects.length) box.append(" ", ...post.aspects.map((a) => el("mark", { class: a.sentiment, text: a.term, title: a.entity ?? a.term })));
     return box;
   }
