@@ -221,9 +221,9 @@ class Autoscaler:
             if stage in blocked:
                 continue
             if size < lo:
-                return self._record(stage, "up", "min", size, size + 1, f"below its min {lo} (resized)", now)
+                return self._record(stage, "up", "min", size, size + 1, f"below its min {lo}", now)
             if size > hi:
-                return self._record(stage, "down", "max", size, size - 1, f"above its max {hi} (resized)", now)
+                return self._record(stage, "down", "max", size, size - 1, f"above its max {hi}", now)
             since = now - self._changed_at.get(stage, float("-inf"))
             w = self._windows[stage]
             if size < hi and since >= p.up_cooldown_s and w.grow_occ.full():

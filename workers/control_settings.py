@@ -39,7 +39,7 @@ class ControlSettings(ControlTokenSettings):
                               "/status, POST /pools/STAGE, /pause, /resume, /drain); any other than loopback "
                               "needs a token (--control-token-file or LRSA_CONTROL_TOKEN)")
     control_port: int | None = Field(DEFAULT_CONTROL_PORT, ge=0, description="port of the control endpoint "
-                                     "(0: a free one, logged; none: no endpoint)")
+                                     "(0: a free one, logged)")
 
 
 class ControlClientSettings(ControlTokenSettings):
