@@ -100,6 +100,11 @@ class PostView(_Lenient):
     lang: str | None = Field(None, max_length=32)
     scored: bool | None = None
 
+    @field_validator("text", mode="before")
+    @classmethod
+    def _cut(cls, v: Any) -> Any:
+        return v[:MAX_TEXT] if isinstance(v, str) else v  # a longer text is shown cut, not dropped
+
     def model_post_init(self, _context: Any) -> None:
         # only spans that index into the text given (a result without text keeps its terms)
         n = len(self.text) if self.text is not None else None

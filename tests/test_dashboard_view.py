@@ -80,6 +80,16 @@ def test_post_keeps_text_and_only_spans_that_index_into_it() -> None:
     assert list(view.posts) == ["q1", "q2"] and view.post("p1") is None
 
 
+def test_a_long_post_is_shown_cut_with_the_aspects_inside_the_cut() -> None:
+    from dashboard.view import MAX_TEXT
+
+    text = "Delta " + "x" * MAX_TEXT + " Delta"
+    aspects = [{"term": "Delta", "start": 0, "end": 5, "sentiment": "negative"},
+               {"term": "Delta", "start": len(text) - 5, "end": len(text), "sentiment": "negative"}]
+    event = DashboardView().apply("post", None, json.dumps({"post_id": "p", "text": text, "aspects": aspects}).encode())
+    assert len(event["record"]["text"]) == MAX_TEXT and [a["start"] for a in event["record"]["aspects"]] == [0]
+
+
 def test_bad_records_are_counted_not_raised() -> None:
     view = DashboardView()
     bad = [b"not json", b"[]", b'{"entity": ""}', agg(mentions=-1), agg(start="yesterday"),

@@ -85,7 +85,8 @@ def test_empty_alias_file_means_folding_only(tmp_path: Path) -> None:
 
 _WITH_ALIASES = EntityNormaliser.from_file(ALIAS_FILE)
 _texts = st.one_of(st.text(), st.text(alphabet=st.sampled_from(list("Aa's’.#@-& +Dd\u0301e\u0065İıßﬀ!🙄 \t"))),
-                   st.sampled_from(["Delta", "@Delta", "Apple's", "İstanbul", "ﬀ", "e.\u0301"]))
+                   st.sampled_from(["Delta", "@Delta", "Apple's", "İstanbul", "ﬀ", "e.\u0301", "\ud800", "a\udfffb's"]),
+                   st.text(alphabet=st.characters(codec=None, categories=["Cs", "Cn", "Co", "Mn", "Lu", "Po"])))
 
 
 @settings(max_examples=400, deadline=None)
