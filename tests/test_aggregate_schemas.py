@@ -1,0 +1,53 @@
+"""The aggregates/alerts topic contracts: the schema files match the models, and the models hold
+the records the aggregator and the detector make."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from lrsa.aggregates import (AggregateRecord, aggregate_key, aggregate_record, brand_schemas, mentions_of,
+                             parse_windows, window_add, window_init)
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+
+
+def test_schema_files_match_the_models():
+    for name, schema in brand_schemas().items():
+        assert json.loads((SCHEMAS / name).read_text()) == schema, f"regenerate schemas/{name}"
+
+
+def test_aggregate_record_from_mentions():
+    result = {"post_id": "p1", "rationale": "late again", "aspects": [
+        {"term": "Delta", "entity": "Delta Air Lines", "sentiment": "negative", "confidence": 0.9},
+        {"term": "@united", "sentiment": "positive", "confidence": 0.5},
+        {"term": "x", "sentiment": "unknown"}, "junk"]}
+    ms = mentions_of(result)
+    assert [(m["entity"], m["sentiment"]) for m in ms][0] == ("Delta Air Lines", "negative")
+    assert len(ms) == 2  # the unknown sentiment and the non-object are skipped
+    acc = window_add(window_add(window_init(), ms[0]), {**ms[0], "post_id": "p2", "sentiment": "positive",
+                                                        "confidence": 0.7})
+    rec = aggregate_record(acc, "1m", 1_767_225_600_000, 1_767_225_660_000, 1_767_225_700_123)
+    AggregateRecord.model_validate(rec)
+    assert rec["window_start"] == "2026-01-01T00:00:00Z" and rec["window_end"] == "2026-01-01T00:01:00Z"
+    assert rec["counts"] == {"positive": 1, "neutral": 0, "negative": 1} and rec["mentions"] == 2
+    assert rec["mean_confidence"] == pytest.approx(0.8) and rec["net_sentiment"] == 0.0
+    assert rec["example_post_ids"] == ["p1", "p2"] and rec["updated_at"] == "2026-01-01T00:01:40.123Z"
+    assert aggregate_key("Delta Air Lines", "1m", 1_767_225_600_000) == "Delta Air Lines|1m|2026-01-01T00:00:00Z"
+    with pytest.raises(ValidationError):
+        AggregateRecord.model_validate({**rec, "extra": 1})
+
+
+def test_not_a_result_gives_no_mentions():
+    for bad in (None, [], "x", {"aspects": "x"}, {"scored": False, "aspects": [{"term": "a", "sentiment": "negative"}]}):
+        assert mentions_of(bad) == []
+
+
+def test_window_sizes():
+    assert parse_windows("1m, 1h,1m") == [("1m", 60_000), ("1h", 3_600_000)]
+    for bad in ("", "0m", "1x", "m"):
+        with pytest.raises(ValueError):
+            parse_windows(bad)
