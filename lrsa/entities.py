@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 
 _POSSESSIVE = re.compile(r"(?<=\w)['’]s\b|(?<=s)['’](?=\s|$)")
@@ -44,9 +45,22 @@ def _fold_once(s: str) -> str:
     return unicodedata.normalize("NFKC", " ".join("".join(out).split()))
 
 
+# ASCII fast path (most terms): the same rules with one str.translate
+_ASCII_TABLE = {ord(c): (None if c in _DELETED else " ") for c in map(chr, range(128))
+                if not c.isalnum() and c not in _KEPT and c != "_"}
+_ASCII_TABLE[ord("_")] = " "
+
+
+def _fold_ascii(s: str) -> str:
+    s = _POSSESSIVE.sub("", s.lower())
+    return " ".join(s.translate(_ASCII_TABLE).split())
+
+
 def fold(term: str) -> str:
     """The matching key of a surface form (see the module doc); "" when nothing is left."""
     s = str(term)
+    if s.isascii():
+        return _fold_ascii(s)
     for _ in range(_MAX_PASSES):  # one pass almost always; a deletion can expose a new composition
         folded = _fold_once(s)
         if folded == s:
@@ -67,9 +81,12 @@ class AliasError(ValueError):
 class EntityNormaliser:
     """normalise(term) -> canonical entity key, with an optional alias table."""
 
-    def __init__(self, aliases: Mapping[str, list[str] | tuple[str, ...] | None] | None = None) -> None:
-        """`aliases`: canonical display name -> its other surface forms."""
+    def __init__(self, aliases: Mapping[str, list[str] | tuple[str, ...] | None] | None = None,
+                 cache_size: int = 65_536) -> None:
+        """`aliases`: canonical display name -> its other surface forms. The keys of the last
+        `cache_size` distinct terms are cached (brand names repeat: most lookups are hits)."""
         self.table: dict[str, str] = {}
+        self.normalise = lru_cache(maxsize=cache_size)(self._normalise)  # type: ignore[method-assign]
         for canonical, forms in (aliases or {}).items():
             if not isinstance(canonical, str) or not fold(canonical):
                 raise AliasError(f"entity name {canonical!r} is not a usable name")
@@ -109,7 +126,10 @@ class EntityNormaliser:
         except AliasError as e:
             raise AliasError(f"entity alias file {path}: {e}") from None
 
-    def normalise(self, term: str) -> str:
+    def __call__(self, term: str) -> str:
+        return self.normalise(term)
+
+    def _normalise(self, term: str) -> str:
         """The canonical entity key of `term`; never raises."""
         try:
             key = fold(term)
@@ -118,8 +138,6 @@ class EntityNormaliser:
         if not key:
             return _fallback_safe(term)
         return self.table.get(key, key)
-
-    __call__ = normalise
 
 
 def _fallback_safe(term: object) -> str:

@@ -23,7 +23,9 @@ def normaliser(aliases: Path | None) -> EntityNormaliser:
 def build_result(item: WorkItem, settings: WorkerSettings) -> Result:
     post = item.post
     entity = normaliser(settings.entity_aliases)
-    aspects = [a.model_copy(update={"entity": entity(a.term)}) for a in item.aspects or []]
+    aspects = item.aspects or []
+    for a in aspects:  # this item's own aspects (from its stage answer): set in place, no copies
+        a.entity = entity(a.term)
     when, source = event_time(post.created_at, item.kafka_timestamp_ms)
     return Result(post_id=post.id, aspects=aspects, rationale=item.rationale, model=item.model_versions,
                   timings_ms=item.timings_ms, source=item.source, event_time=when, event_time_source=source,
