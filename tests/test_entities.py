@@ -110,3 +110,17 @@ def test_decorations_do_not_change_the_key(term: str) -> None:
 @given(st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1))
 def test_ascii_case_does_not_change_the_key(term: str) -> None:
     assert normalise(term.upper()) == normalise(term.lower())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F)))
+def test_the_ascii_fast_path_folds_as_the_general_rules_do(term: str) -> None:
+    from lrsa.entities import _fold_once
+
+    general = term
+    for _ in range(5):
+        folded = _fold_once(general)
+        if folded == general:
+            break
+        general = folded
+    assert fold(term) == general
