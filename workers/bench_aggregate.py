@@ -19,6 +19,8 @@ import os
 import random
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -27,7 +29,7 @@ from typing import Any
 
 from pydantic import Field
 
-from lrsa.aggregates import iso_ms
+from lrsa.aggregates import iso_ms, parse_time_ms
 from workers.aggregate_config import AggregateSettings
 
 log = logging.getLogger(__name__)
@@ -122,12 +124,23 @@ def aggregator_run(s: AggregateSettings, n: int) -> float:
 def freshness_run(s: AggregateSettings, rate: float, duration_s: float, entities: int) -> dict[str, Any]:
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    from workers.aggregate import AggregateMetrics, Aggregator, ensure_output_topics
+    from workers.aggregate import ensure_output_topics
 
     ensure_output_topics(s)
-    agg = Aggregator(s, AggregateMetrics())  # runs in this thread (Quix sets signal handlers)
+    # the aggregator as its own process, like in production: the load generator here must not
+    # share its interpreter (and GIL)
+    cmd = [sys.executable, "-m", "lrsa_cli.main", "aggregate", "--bootstrap-servers", s.bootstrap_servers,
+           "--input-topic", s.input_topic, "--aggregates-topic", s.aggregates_topic,
+           "--alerts-topic", s.alerts_topic, "--group-id", s.group_id, "--state-dir", str(s.state_dir),
+           "--windows", s.windows, "--allowed-lateness-s", str(s.allowed_lateness_s),
+           "--commit-interval-s", str(s.commit_interval_s),
+           "--exactly-once" if s.exactly_once else "--no-exactly-once", "--metrics-port", "0"]
+    log_path = Path(str(s.state_dir) + ".log")
+    agg = subprocess.Popen(cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
     sent: dict[str, float] = {}
     seen: dict[str, float] = {}
+    sent_wall: dict[str, float] = {}  # wall clock, against the aggregate's updated_at
+    made: dict[str, float] = {}
     counter = {"sent": 0}
 
     def load() -> None:
@@ -147,6 +160,7 @@ def freshness_run(s: AggregateSettings, rate: float, duration_s: float, entities
                             entity = m.key.decode().split("|")[0]
                             if entity.startswith(("probe-", "warmup")) and entity not in seen:
                                 seen[entity] = now
+                                made[entity] = parse_time_ms(json.loads(m.value)["updated_at"]) / 1000
 
             reader = threading.Thread(target=read, daemon=True)
             reader.start()
@@ -172,6 +186,7 @@ def freshness_run(s: AggregateSettings, rate: float, duration_s: float, entities
                     p.send(s.input_topic, key=r["post_id"].encode(), value=json.dumps(r).encode())
                     if probe:
                         sent[probe] = time.monotonic()
+                        sent_wall[probe] = time.time()
                     i += 1
                 p.flush(timeout=60)
                 counter["sent"] = i
@@ -184,18 +199,32 @@ def freshness_run(s: AggregateSettings, rate: float, duration_s: float, entities
                 reader.join(timeout=5)
         finally:
             c.close()
-            agg.stop()
 
-    loader = threading.Thread(target=load, daemon=True)
-    loader.start()
-    agg.run()
-    loader.join(timeout=30)
+    try:
+        load()
+    finally:
+        agg.terminate()
+        try:
+            agg.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            agg.kill()
+            agg.wait(timeout=10)
+    if "warmup" not in seen:
+        raise RuntimeError(f"the aggregator never made its first aggregate; log: {log_path.read_text()[-3000:]}")
     lat = sorted((seen[k] - sent[k]) * 1000 for k in sent if k in seen)
-    q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else lat * 99
+    made_lat = sorted((made[k] - sent_wall[k]) * 1000 for k in sent if k in made)
+
+    def pct(xs: list[float], p: int) -> float | None:
+        if not xs:
+            return None
+        return round(statistics.median(xs), 1) if p == 50 else round(
+            (statistics.quantiles(xs, n=100)[p - 1] if len(xs) >= 2 else xs[0]), 1)
+
     return {"rate_results_per_s": round(counter["sent"] / duration_s, 1), "probes": len(sent),
             "probes_seen": len(lat),
-            "freshness_p50_ms": round(statistics.median(lat), 1) if lat else None,
-            "freshness_p99_ms": round(q[98], 1) if lat else None}
+            "freshness_p50_ms": pct(lat, 50), "freshness_p99_ms": pct(lat, 99),
+            # of which: produced -> the aggregator made the update (its updated_at)
+            "to_update_p50_ms": pct(made_lat, 50), "to_update_p99_ms": pct(made_lat, 99)}
 
 
 def run_bench(s: AggregateBenchSettings, as_json: bool = False) -> int:
