@@ -122,6 +122,21 @@ def test_a_blocked_stage_gets_no_decision() -> None:
     assert sim.log == []
 
 
+def test_cooldowns_run_from_when_a_slow_starting_actor_joined() -> None:
+    sim = Sim({"rationale": (1, 2)}, {"rationale": 1})
+    for _ in range(6):
+        sim.tick({"rationale": 1.0}, work={"rationale": 3.0})
+    assert sim.log == [(5.0, "rationale", "up", "backlog", 2)]
+    for _ in range(14):  # the new actor takes 14 s to start; the backlog is gone by then
+        sim.tick({"rationale": 0.0}, blocked=frozenset({"rationale"}))
+    joined = sim.t - 1  # the last tick it was starting
+    for _ in range(40):
+        sim.tick({"rationale": 0.0})
+    downs = [t for t, _, d, *_ in sim.log if d == "down"]
+    # not right after it joined: the down cooldown (12 s) runs from there, not from the decision
+    assert downs and downs[0] >= joined + POLICY.down_cooldown_s
+
+
 def test_trend_is_a_least_squares_slope_over_the_window() -> None:
     w = TrendWindow(4.0)
     for t in range(10):

@@ -17,8 +17,9 @@ returns at most one `Decision` per tick:
 - at once, whatever the windows and cooldowns, when an operator moved the bounds past the pool's
   size (reasons `min`, `max`).
 
-After a change, a stage's windows start afresh (the new size is judged on its own readings) and
-no further growth comes before `pool_up_cooldown_s`, no shrinking before `pool_down_cooldown_s`. A
+After a change, and again at every tick until it took effect (the new actor joined, the removed one
+ended: `settled`), a stage's windows start afresh (the new size is judged on its own readings) and no further
+growth comes before `pool_up_cooldown_s`, no shrinking before `pool_down_cooldown_s`. A
 stage whose new actor is still starting, or whose removed actor is still draining, is left alone
 (`blocked`). The driver applies a decision (workers/pipeline.py, `Pools`); scaling down drains the
 actor before it ends, so no post is lost or doubled. Single-threaded: the driver's loop only.
@@ -218,7 +219,8 @@ class Autoscaler:
         bottleneck = max(averages, key=lambda s: averages[s]["grow_work"] or 0.0, default=None)
         for stage, (lo, hi) in self.bounds.items():
             size, a = sizes.get(stage, 0), averages[stage]
-            if stage in blocked:
+            if stage in blocked:  # a change under way: judged once it took effect
+                self.settled(stage, now)
                 continue
             if size < lo:
                 return self._record(stage, "up", "min", size, size + 1, f"below its min {lo}", now)
@@ -274,6 +276,13 @@ class Autoscaler:
         self._changed_at[stage] = now
         self._windows[stage].clear()  # judge the new size on its own readings
         return d
+
+    def settled(self, stage: str, now: float) -> None:
+        """A change took effect (a new actor joined, a removed one ended): the cooldowns run from
+        here and the windows start afresh, so the new size is judged on its own readings."""
+        if stage in self._windows:
+            self._changed_at[stage] = now
+            self._windows[stage].clear()
 
     def recent(self) -> list[dict[str, Any]]:
         return [d.as_dict() for d in self.decisions]
