@@ -3,7 +3,7 @@ plotly package, and Server-Sent Events that push every update to the open pages.
 
     GET /              the page
     GET /static/...    its script and style; /static/plotly.min.js from the plotly package
-    GET /events        text/event-stream: a snapshot, then one event per record (no reload needed)
+    GET /events        text/event-stream: a snapshot, then the updates, batched every FLUSH_S (no reload)
     GET /api/snapshot  the same snapshot as JSON
     GET /api/posts/ID  one of the latest posts (404 when it is not among them)
     GET /healthz       200 once serving
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 CLIENT_QUEUE = 5000
 HEARTBEAT_S = 15.0
+FLUSH_S = 0.25  # updates are pushed in batches this often
 # No inline script or style attribute can run: the page's code is /static only (defence in depth
 # beside textContent). plotly.js sets inline styles, hence style-src 'unsafe-inline'.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -138,10 +139,31 @@ def build_app(settings: DashboardSettings, start_feed: bool = True) -> web.Appli
         async def feed_ctx(app: web.Application):
             loop = asyncio.get_running_loop()
 
+            # Coalesced: one message per FLUSH_S with the latest upsert of each window (the
+            # aggregator sends one per mention) and every alert and post, in order.
+            windows: dict[tuple, dict] = {}
+            others: list[dict] = []
+
             def on_record(kind: str, key: bytes | None, value: bytes | None) -> None:
                 event = view.apply(kind, key, value)
-                if event is not None:
-                    _broadcast(app, event)
+                if event is None:
+                    return
+                if event["type"] == "aggregate":
+                    r = event["record"]
+                    windows[(r["entity"], r["window"], r["start_ms"])] = event
+                elif event["type"] == "aggregate_removed":
+                    windows[(event["entity"], event["window"], event["start_ms"])] = event
+                else:
+                    others.append(event)
+
+            async def flush() -> None:
+                while True:
+                    await asyncio.sleep(FLUSH_S)
+                    if windows or others:
+                        events = [*windows.values(), *others]
+                        windows.clear()
+                        others.clear()
+                        _broadcast(app, {"type": "batch", "events": events})
 
             def on_status(status: dict) -> None:
                 if status != app[STATUS]:
@@ -152,7 +174,9 @@ def build_app(settings: DashboardSettings, start_feed: bool = True) -> web.Appli
                              lambda *rec: loop.call_soon_threadsafe(on_record, *rec),
                              lambda st: loop.call_soon_threadsafe(on_status, st))
             feed.start()
+            flusher = asyncio.create_task(flush())
             yield
+            flusher.cancel()
             await loop.run_in_executor(None, feed.stop)
 
         app.cleanup_ctx.append(feed_ctx)

@@ -149,9 +149,10 @@ class DashboardView:
     def _aggregate(self, key: bytes | None, data: Any) -> dict | None:
         if data is None:  # a tombstone: that window is gone from the compacted topic
             entity, size, start = (key or b"").decode("utf-8", "replace").rsplit("|", 2)
-            removed = self.windows.get(entity, {}).get(size, {}).pop(_iso_ms(start), None)
-            return {"type": "aggregate_removed", "entity": entity, "window": size,
-                    "window_start": start} if removed else None
+            start_ms = _iso_ms(start)
+            removed = self.windows.get(entity, {}).get(size, {}).pop(start_ms, None)
+            return {"type": "aggregate_removed", "entity": entity, "window": size, "window_start": start,
+                    "start_ms": start_ms} if removed else None
         rec = AggregateView.model_validate(data).model_dump()
         sizes = self.windows.setdefault(rec["entity"], {})
         self.windows.move_to_end(rec["entity"])

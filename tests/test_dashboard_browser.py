@@ -126,12 +126,20 @@ def dashboard(kafka_bootstrap, kafka_topic, tmp_path):
 
 
 def open_page(driver, url: str):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(url)
-    wait = WebDriverWait(driver, 90, poll_frequency=0.25)
+    # the page re-renders as updates come: an element found just before may be gone (retry)
+    wait = WebDriverWait(driver, 90, poll_frequency=0.25, ignored_exceptions=(StaleElementReferenceException,))
     wait.until(lambda d: d.find_element("id", "status").text == "live")
     return wait
+
+
+def page(driver, script: str):
+    """Run a script in the page: reads and clicks in one step, so a re-render in between cannot
+    leave a stale element behind."""
+    return driver.execute_script(script)
 
 
 def board(driver) -> dict[str, dict[str, str]]:
@@ -179,28 +187,29 @@ def test_dashboard_shows_live_counts_alerts_and_posts_in_chromium(kafka_bootstra
             cell("Delta Air Lines", "c-neg")) == ("10", "11", "29")
     assert cell("lufthansa", "c-mentions") == "4"
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#active-alerts li.fired"))
-    active = driver.find_element(By.CSS_SELECTOR, "#active-alerts li.fired")
-    assert active.find_element(By.CLASS_NAME, "alert-entity").text == "Delta Air Lines"
-    assert "0.75" in active.text and "<b>bags lost</b> again" in active.text  # the rationale, as text
+    active = page(driver, """const li = document.querySelector('#active-alerts li.fired');
+        return {entity: li.querySelector('.alert-entity').textContent, text: li.textContent};""")
+    assert active["entity"] == "Delta Air Lines"
+    assert "0.75" in active["text"] and "<b>bags lost</b> again" in active["text"]  # the rationale, as text
     assert cell("Delta Air Lines", "c-alert") == "⚠"
 
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#posts li.post"))
-    post = driver.find_element(By.CSS_SELECTOR, "#posts li.post")
-    text = post.find_element(By.CLASS_NAME, "post-text")
-    assert driver.execute_script("return arguments[0].textContent", text) == evil_text
-    assert text.find_element(By.TAG_NAME, "mark").text == "Delta"
-    assert text.find_elements(By.TAG_NAME, "script") == [] and text.find_elements(By.TAG_NAME, "img") == []
+    post = page(driver, """const t = document.querySelector('#posts li.post .post-text');
+        return {text: t.textContent, marks: [...t.querySelectorAll('mark')].map(m => m.textContent),
+                elements: [...t.querySelectorAll('*')].map(e => e.tagName.toLowerCase())};""")
+    assert post["text"] == evil_text
+    assert post["marks"] == ["Delta"] and post["elements"] == ["mark"]  # no <script>, no <img>
     assert driver.execute_script("return window.__pwned") is None
     assert driver.execute_script("return window.__sameLoad") == "yes"  # no reload happened
 
     # click-through: the entity's detail, then an example post id -> that post
-    driver.find_element(By.CSS_SELECTOR, "#leaderboard tbody tr[data-entity='Delta Air Lines']").click()
+    page(driver, "document.querySelector(\"#leaderboard tbody tr[data-entity='Delta Air Lines']\").click()")
     wait.until(lambda d: d.find_element(By.ID, "detail").is_displayed()
                and d.find_elements(By.CSS_SELECTOR, "#examples .post-link"))
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart .main-svg"))  # plotly drew the series
-    driver.find_element(By.CSS_SELECTOR, "#examples .post-link[data-post-id='p-evil']").click()
+    page(driver, "document.querySelector(\"#examples .post-link[data-post-id='p-evil']\").click()")
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#post-view .post-text"))
-    assert driver.find_element(By.CSS_SELECTOR, "#post-view .post-text").text.startswith("<script>")
+    assert page(driver, "return document.querySelector('#post-view .post-text').textContent") == evil_text
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "dashboard.png"
@@ -210,7 +219,7 @@ def test_dashboard_shows_live_counts_alerts_and_posts_in_chromium(kafka_bootstra
     # the episode resolves: the active list empties, the feed keeps both events
     produce(kafka_bootstrap, topics["alerts"], [alert("resolved", "Delta Air Lines")])
     wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#active-alerts li.fired"))
-    assert len(driver.find_elements(By.CSS_SELECTOR, "#alert-feed li")) == 2
+    assert page(driver, "return document.querySelectorAll('#alert-feed li').length") == 2
     assert driver.execute_script("return window.__pwned") is None
     assert "Traceback" not in log.read_text()
 

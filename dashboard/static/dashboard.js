@@ -60,7 +60,7 @@ function addAggregate(r) {
 
 function removeAggregate(e) {
   const series = state.aggs.get(e.entity)?.get(e.window);
-  if (series) series.delete(Date.parse(e.window_start));
+  if (series) series.delete(e.start_ms);
 }
 
 function addAlert(r) {
@@ -92,16 +92,21 @@ function apply(ev) {
     case "alert": addAlert(ev.record); break;
     case "post": addPost(ev.record); break;
     case "status": state.kafka = ev.kafka; break;
+    case "batch": ev.events.forEach(apply); break;
   }
 }
 
 // ---- rendering ------------------------------------------------------------------------------
 
+// At most one render per RENDER_MS, however fast updates come.
+const RENDER_MS = 200;
 let scheduled = false;
+let lastRender = 0;
 function schedule() {
   if (scheduled) return;
   scheduled = true;
-  requestAnimationFrame(() => { scheduled = false; render(); });
+  const wait = Math.max(0, lastRender + RENDER_MS - performance.now());
+  setTimeout(() => requestAnimationFrame(() => { scheduled = false; lastRender = performance.now(); render(); }), wait);
 }
 
 function filterText() { return $("entity-filter").value.trim().toLowerCase(); }
