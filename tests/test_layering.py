@@ -1,0 +1,42 @@
+"""The layout rule (README, "How a post travels"): the core `lrsa/` imports no Ray, Kafka, Triton
+or web server; workers/, serving/, training/ and dashboard/ depend on the core and never on each
+other (nor on the `lrsa_cli` composition root). Checked on every import statement, lazy ones too."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ROOMS = ("workers", "serving", "training", "dashboard")
+BANNED = {
+    "lrsa": {"ray", "kafka", "tritonclient", "quixstreams", "aiohttp", *ROOMS, "lrsa_cli"},
+    **{room: {*ROOMS, "lrsa_cli"} - {room} for room in ROOMS},
+}
+BANNED["dashboard"] |= {"ray", "tritonclient"}
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.append((node.lineno, node.module))
+    return out
+
+
+@pytest.mark.parametrize("room", sorted(BANNED))
+def test_room_imports_only_what_the_layout_allows(room: str) -> None:
+    bad = [f"{path.relative_to(ROOT)}:{line} imports {name}"
+           for path in sorted((ROOT / room).rglob("*.py"))
+           for line, name in imports(path) if name.split(".")[0] in BANNED[room]]
+    assert not bad, "layout rule broken:\n" + "\n".join(bad)
+
+
+def test_the_check_sees_a_violation(tmp_path: Path) -> None:
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n    from workers.config import WorkerSettings\n    import ray.util\n")
+    assert [n for _, n in imports(f)] == ["workers.config", "ray.util"]
