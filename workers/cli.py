@@ -57,6 +57,8 @@ def _stack(args: argparse.Namespace) -> int:
     from workers.kafka_stack import KafkaStack, create_topics
 
     s = settings_from_args(StackSettings, args)
+    if s.brokers > 1 or (s.kafka_dir / "cluster.json").exists():
+        return _cluster(args.stack_command, s)
     stack = KafkaStack(s.kafka_dir, s.kafka_port, s.kafka_controller_port, s.kafka_heap)
     if args.stack_command == "up":
         bootstrap = stack.up()
@@ -69,6 +71,27 @@ def _stack(args: argparse.Namespace) -> int:
             print("not running")
             return 1
         print(stack.bootstrap)
+    return 0
+
+
+def _cluster(action: str, s: StackSettings) -> int:
+    """`lrsa stack up|down|status` of a multi-broker cluster (workers/kafka_cluster.py)."""
+    from workers.kafka_cluster import KafkaCluster
+    from workers.kafka_stack import create_topics
+
+    cluster = KafkaCluster(s.kafka_dir, s.brokers, s.kafka_heap)
+    if action == "up":
+        bootstrap = cluster.up()
+        create_topics(bootstrap, [t for t in s.kafka_topics.split(",") if t], s.kafka_partitions, cluster.replication)
+        print(bootstrap)
+    elif action == "down":
+        print("stopped" if cluster.down() else "not running")
+    else:
+        running = cluster.running()
+        if not running:
+            print("not running")
+            return 1
+        print(f"{cluster.bootstrap} ({len(running)}/{len(cluster.nodes)} brokers running)")
     return 0
 
 

@@ -213,3 +213,6 @@ class StackSettings(LrsaSettings):
     kafka_heap: str = Field("512m", description="JVM max heap of the broker")
     kafka_partitions: int = Field(4, ge=1, description="partitions of the topics `stack up` creates")
     kafka_topics: str = Field("posts,results,posts.dlq", description="topics `stack up` creates, comma separated")
+    brokers: int = Field(1, ge=1, le=9, description="KRaft nodes on loopback (each broker + controller); above 1: "
+                         "a cluster in kafka_dir/node-N, topics replicated to 3 nodes (at most brokers) with "
+                         "min.insync.replicas a majority (workers/kafka_cluster.py); the size stays with the data dir")

@@ -86,6 +86,13 @@ class KafkaSecurity(LrsaSettings):
             redact_in_kafka_logs(password)
         return password
 
+    def inline_secrets(self) -> dict[str, Any]:
+        """Overrides that carry the password itself instead of its file, for settings sent to actors
+        on other nodes (which do not mount the driver's Secret); SecretStr keeps it out of logs."""
+        if self.kafka_sasl_password_file is None:
+            return {}
+        return {"kafka_sasl_password": SecretStr(self.sasl_password() or ""), "kafka_sasl_password_file": None}
+
     def client_options(self) -> dict[str, Any]:
         """kafka-python options (consumer, producer and admin take the same ones)."""
         protocol = self.kafka_security_protocol

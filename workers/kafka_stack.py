@@ -51,11 +51,14 @@ class StackState:
 
 
 def _server_properties(data_dir: Path, port: int, controller_port: int, sasl_port: int | None = None,
-                       sasl_users: dict[str, str] | None = None) -> str:
+                       sasl_users: dict[str, str] | None = None, node_id: int = 1, voters: str | None = None,
+                       replication: int = 1) -> str:
+    """One KRaft node (broker + controller). A cluster (workers/kafka_cluster.py) gives each node its
+    id, the quorum's voters and the replication its internal topics and new topics get."""
     props = {
         "process.roles": "broker,controller",
-        "node.id": 1,
-        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "node.id": node_id,
+        "controller.quorum.voters": voters or f"{node_id}@127.0.0.1:{controller_port}",
         "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
         "controller.listener.names": "CONTROLLER",
@@ -64,13 +67,16 @@ def _server_properties(data_dir: Path, port: int, controller_port: int, sasl_por
         "log.dirs": data_dir / "logs",
         "num.partitions": 4,
         "auto.create.topics.enable": "true",
-        # Single node: the internal topics cannot have more than one replica.
-        "offsets.topic.replication.factor": 1,
+        # Single node: the internal topics cannot have more than one replica. A cluster: every
+        # partition on `replication` nodes, writes acknowledged by a majority (acks=all).
+        "offsets.topic.replication.factor": replication,
         "offsets.topic.num.partitions": 4,
-        "transaction.state.log.replication.factor": 1,
-        "transaction.state.log.min.isr": 1,
+        "transaction.state.log.replication.factor": replication,
+        "transaction.state.log.min.isr": min_insync(replication),
         "transaction.state.log.num.partitions": 4,
-        "share.coordinator.state.topic.replication.factor": 1,
+        "share.coordinator.state.topic.replication.factor": replication,
+        "default.replication.factor": replication,
+        "min.insync.replicas": min_insync(replication),
         "group.initial.rebalance.delay.ms": 0,
         # Room for a 10 MB image as base64 (~14 MB) in one record.
         "message.max.bytes": MAX_MESSAGE_BYTES,
@@ -93,15 +99,22 @@ def _server_properties(data_dir: Path, port: int, controller_port: int, sasl_por
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
+def min_insync(replication: int) -> int:
+    """Replicas that must have a write before it is acknowledged: a majority (2 of 3)."""
+    return replication // 2 + 1
+
+
 class KafkaStack:
     def __init__(self, data_dir: Path, port: int | None = None, controller_port: int = 0, heap: str = "512m",
-                 sasl_users: dict[str, str] | None = None):
+                 sasl_users: dict[str, str] | None = None, node_id: int = 1, voters: str | None = None,
+                 replication: int = 1, cluster_id: str | None = None):
         """port None: the data dir's port, else 9092; 0: a free port. Same for controller_port.
         sasl_users (name -> password): also a SASL_PLAINTEXT listener (`sasl_bootstrap`) where these
         users log in with PLAIN or SCRAM-SHA-512."""
         self.dir = Path(data_dir)
         self.heap = heap
         self.sasl_users = sasl_users
+        self.node_id, self.voters, self.replication, self.cluster_id = node_id, voters, replication, cluster_id
         self.sasl_port = free_ports(1)[0] if sasl_users else None
         saved = self._load()
         # Ports chosen once stay with the data dir: the quorum address is part of the cluster.
@@ -156,12 +169,18 @@ class KafkaStack:
         if self.running_pid():
             log.info("Kafka already running at %s", self.bootstrap)
             return self.bootstrap
+        proc = self.start()
+        self._wait_ready(proc, timeout_s)
+        return self.bootstrap
+
+    def start(self) -> subprocess.Popen:
+        """Start the JVM without waiting for it (a cluster starts all its nodes, then waits)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         props = self.dir / "server.properties"
         props.write_text(_server_properties(self.dir, self.port, self.controller_port, self.sasl_port,
-                                            self.sasl_users))
+                                            self.sasl_users, self.node_id, self.voters, self.replication))
         if not (self.dir / "logs" / "meta.properties").exists():
-            self._format(props)
+            self._format(props, self.cluster_id)
         out = open(self.dir / "broker.out", "ab")
         proc = subprocess.Popen(self._java("kafka.Kafka", str(props), heap=self.heap),
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -169,8 +188,7 @@ class KafkaStack:
         out.close()
         self._save(proc.pid)
         log.info("starting Kafka (pid %d) at %s, data in %s", proc.pid, self.bootstrap, self.dir)
-        self._wait_ready(proc, timeout_s)
-        return self.bootstrap
+        return proc
 
     def _format(self, props: Path, cluster_id: str | None = None) -> None:
         # URL-safe base64 may start with "-" (1 in 64): hence --cluster-id=ID, which argparse
@@ -244,17 +262,19 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def create_topics(bootstrap: str, names: list[str], partitions: int = 4) -> None:
-    """Create the topics that do not exist yet, sized for large messages."""
+def create_topics(bootstrap: str, names: list[str], partitions: int = 4, replication: int = 1) -> None:
+    """Create the topics that do not exist yet, sized for large messages; with replication > 1,
+    acks=all writes need a majority of the replicas (min.insync.replicas)."""
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
+    configs = {"max.message.bytes": str(MAX_MESSAGE_BYTES), "min.insync.replicas": str(min_insync(replication))}
     try:
         missing = [n for n in names if n not in set(admin.list_topics())]
         if missing:
             admin.create_topics(
-                {n: {"num_partitions": partitions, "replication_factor": 1,
-                     "configs": {"max.message.bytes": str(MAX_MESSAGE_BYTES)}} for n in missing},
+                {n: {"num_partitions": partitions, "replication_factor": replication, "configs": configs}
+                 for n in missing},
                 wait_for_metadata=True)
     finally:
         admin.close()

@@ -118,7 +118,8 @@ class Pipeline:
         self.pools = pools
         # exactly-once: this driver's identity in the group, the base of its transactional ids
         member = MemberId(s.group_id, s.instance_id) if s.exactly_once else None
-        settings = {**s.model_dump(), "instance_id": member.instance if member else s.instance_id}
+        # what the ingest actors get: the password itself, not the driver's file (they may run elsewhere)
+        settings = {**s.model_dump(), **s.inline_secrets(), "instance_id": member.instance if member else s.instance_id}
         actor_cls = ray.remote(IngestActor).options(num_cpus=s.ingest_num_cpus, max_concurrency=4)
         self.actors = [actor_cls.remote(settings, i, pools.handles()) for i in range(s.ingest_actors)]
         runs = {a.run.remote(): a for a in self.actors}
