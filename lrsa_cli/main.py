@@ -20,7 +20,7 @@ COMMAND_MODULES = [
     "lrsa_cli.reference",        # config-reference
     "lrsa.rationale.cli",        # bench rationale
     "workers.cli",               # run, produce, stack, bench pipeline
-    "workers.scorer_cli",        # bench scorer
+    "lrsa_cli.scorer_cli",       # bench scorer (uses workers and serving)
     "workers.control_cli",       # status, scale, control, bench scaling
     "workers.aggregate_cli",     # aggregate, bench aggregate
     "serving.cli",               # serve, export

@@ -1,4 +1,5 @@
-"""`lrsa bench scorer`: Triton vs in-process throughput of the fused SLM (workers.bench_scorer)."""
+"""`lrsa bench scorer`: Triton vs in-process throughput of the fused SLM (lrsa_cli.bench_scorer). It lives
+in the composition root because it drives both a score stage (workers/) and a tritonserver (serving/)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from lrsa.settings import add_settings_flags
 
 
 def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
-    from workers.bench_scorer import BenchScorerSettings
+    from lrsa_cli.bench_scorer import BenchScorerSettings
 
     p = bench.add_parser("scorer", help="posts/s through Triton (gRPC, dynamic batching) vs the same model in-process")
     add_settings_flags(p, BenchScorerSettings)
@@ -19,7 +20,7 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
 
 def _bench(args: argparse.Namespace) -> int:
     from lrsa.settings import settings_from_args
-    from workers.bench_scorer import BenchScorerSettings, format_result, run_bench
+    from lrsa_cli.bench_scorer import BenchScorerSettings, format_result, run_bench
 
     result = run_bench(settings_from_args(BenchScorerSettings, args))
     print(json.dumps(result) if args.json else format_result(result))
