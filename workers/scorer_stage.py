@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -37,6 +38,10 @@ LATENCY = Histogram("lrsa_scorer_request_seconds", "Latency of one scorer call t
 BATCH_SIZE = Histogram("lrsa_scorer_batch_posts", "Posts per scorer batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 CIRCUIT = Gauge("lrsa_scorer_circuit_state", "Scorer circuit breaker: 0 closed, 1 half-open, 2 open")
 POSTS = Counter("lrsa_scorer_posts_total", "Posts scored")
+ENDPOINT_BATCHES = Counter("lrsa_scorer_endpoint_batches_total", "Batches per Triton endpoint (url) by outcome: "
+                           "ok, or failed (after its retries; the batch then goes to the next endpoint)",
+                           ["url", "outcome"])
+FAILOVERS = Counter("lrsa_scorer_failovers_total", "Batches moved to another Triton endpoint after one failed")
 
 # gRPC statuses that a retry cannot fix: the request itself is wrong.
 PERMANENT_STATUSES = {"StatusCode.INVALID_ARGUMENT", "StatusCode.UNIMPLEMENTED"}
@@ -48,7 +53,9 @@ class ScorerSettings(LrsaSettings):
 
     model_config = SettingsConfigDict(env_prefix="LRSA_SCORER_", env_nested_delimiter="__", extra="ignore")
 
-    url: str = Field("127.0.0.1:8001", description="Triton gRPC address host:port")
+    url: str = Field("127.0.0.1:8001", description="Triton gRPC address host:port, or several comma separated "
+                     "(replicas): batches go round-robin over them, and a batch whose endpoint fails goes to the "
+                     "next; an endpoint with an open circuit is skipped until its trial call")
     protocol: Literal["grpc"] = Field("grpc", description="wire protocol (gRPC only)")
     model_name: str = Field("lrsa_fused", description="model in the Triton repository (lrsa_fused | lrsa_fused_onnx)")
     model_version: str = Field("", description="model version; empty = the server's latest")
@@ -200,6 +207,15 @@ def failure_kind(e: Exception) -> str:
     return "server_error"
 
 
+@dataclass
+class Endpoint:
+    """One Triton replica: its client and its own circuit breaker."""
+
+    url: str
+    transport: Transport
+    circuit: CircuitBreaker
+
+
 class ScorerError(NonRetryable, RuntimeError):
     """Triton rejected the request itself (bad input or a bug, not an outage): retrying cannot help;
     the pipeline splits the batch to find the post(s) at fault."""
@@ -225,11 +241,16 @@ class ScoreProcessor:
         self.model_config = load_config(s.checkpoint)
         self.calibration = ConfidenceCalibration.from_dict(self.model_config.confidence_calibration)
         self.tokenizer = AutoTokenizer.from_pretrained(str(s.checkpoint))
-        try:
-            self.transport: Transport = (AioTransport if s.client == "aio" else SyncTransport)(s)
-        except Exception as e:  # noqa: BLE001 - a malformed address: say which setting
-            raise ValueError(f"LRSA_SCORER_URL={s.url!r} is not a usable Triton gRPC address: {e}") from e
-        self.circuit = CircuitBreaker(s.circuit_failures, s.circuit_reset_s, on_change=self._circuit_changed)
+        self.endpoints: list[Endpoint] = []
+        for url in [u.strip() for u in s.url.split(",") if u.strip()]:
+            try:
+                transport = (AioTransport if s.client == "aio" else SyncTransport)(s.model_copy(update={"url": url}))
+            except Exception as e:  # noqa: BLE001 - a malformed address: say which setting
+                raise ValueError(f"LRSA_SCORER_URL={s.url!r}: {url!r} is not a usable Triton gRPC address: {e}") from e
+            self.endpoints.append(Endpoint(url, transport, CircuitBreaker(
+                s.circuit_failures, s.circuit_reset_s, on_change=self._circuit_changed)))
+        self._ep = self.endpoints[0]  # the endpoint the single-endpoint methods below work on
+        self._turn = 0                # round-robin position
         self.backoff = Backoff(s.backoff_base_s, s.backoff_max_s)
         CIRCUIT.set(CircuitState.closed)
         self._await_server()
@@ -238,9 +259,9 @@ class ScoreProcessor:
         """Start-up check with a deadline: a wrong or unreachable LRSA_SCORER_URL fails here, once,
         with the setting's name, instead of every batch retrying against nothing for ever."""
         s, deadline = self.settings, time.monotonic() + self.settings.startup_timeout_s
-        while not self._probe():
+        while not self._any_ready():  # one ready replica is enough to start; the others join when up
             if time.monotonic() >= deadline:
-                self.transport.close()
+                self.close()
                 raise ConnectionError(
                     f"Triton at LRSA_SCORER_URL={s.url!r} is not reachable, or model {s.model_name!r} is not ready "
                     f"there, after {s.startup_timeout_s:g}s (LRSA_SCORER_STARTUP_TIMEOUT_S)")
@@ -284,13 +305,29 @@ class ScoreProcessor:
         return {"slm": f"triton:{self.settings.model_name}/{version}", "slm_checkpoint": Path(self.settings.checkpoint).name}
 
     def healthy(self) -> bool:
-        """Circuit closed, or (while it is not) the server says it and the model are ready."""
-        if self.circuit.state is CircuitState.closed:
+        """An endpoint whose circuit is closed, or (while none is) one that says it and the model are ready."""
+        if any(ep.circuit.state is CircuitState.closed for ep in self.endpoints):
             return True
-        return self._probe()
+        return self._any_ready()
 
     def close(self) -> None:
-        self.transport.close()
+        for ep in self.endpoints:
+            ep.transport.close()
+
+    @property
+    def transport(self) -> Transport:
+        return self._ep.transport
+
+    @property
+    def circuit(self) -> CircuitBreaker:
+        return self._ep.circuit
+
+    def _any_ready(self) -> bool:
+        for ep in self.endpoints:
+            self._ep = ep
+            if self._probe():
+                return True
+        return False
 
     def _pad(self, array: np.ndarray) -> np.ndarray:
         """Right-pad token ids/masks with 0 to a multiple of pad_multiple (no effect on results:
@@ -299,14 +336,35 @@ class ScoreProcessor:
         return np.pad(array, ((0, 0), (0, extra))) if extra else array
 
     def _call(self, requests: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
-        """All requests of one batch, through the circuit breaker and the retry loop."""
+        """One batch on the next endpoint in turn; if it fails there (retries spent, circuit open),
+        on the next one, and so on; TransientError only when every endpoint failed."""
+        n = len(self.endpoints)
+        first, self._turn = self._turn, (self._turn + 1) % n
+        for k in range(n):
+            self._ep = self.endpoints[(first + k) % n]
+            try:
+                out = self._call_endpoint(requests)
+            except TransientError as e:
+                ENDPOINT_BATCHES.labels(self._ep.url, "failed").inc()
+                if k == n - 1:
+                    raise
+                FAILOVERS.inc()
+                log.warning("Triton at %s failed (%s); the batch goes to the next endpoint", self._ep.url, e)
+                continue
+            ENDPOINT_BATCHES.labels(self._ep.url, "ok").inc()
+            return out
+        raise AssertionError("unreachable")
+
+    def _call_endpoint(self, requests: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """All requests of one batch to the current endpoint, through its circuit breaker and the retry loop."""
+        url = self._ep.url
         if not self.circuit.allow():
             FAILURES.labels("circuit_open").inc()
-            raise TransientError(f"Triton at {self.settings.url} is unavailable (circuit open)")
+            raise TransientError(f"Triton at {url} is unavailable (circuit open)")
         if self.circuit.state is CircuitState.half_open and not self._probe():
             self.circuit.record_failure()
             FAILURES.labels("not_ready").inc()
-            raise TransientError(f"Triton at {self.settings.url} is not ready (health check)")
+            raise TransientError(f"Triton at {url} is not ready (health check)")
         start = time.perf_counter()
         try:
             logits = call_with_retries(lambda: self._send(requests), retries=self.settings.retries,
