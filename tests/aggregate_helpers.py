@@ -70,7 +70,7 @@ def produce(bootstrap: str, topic: str, results: list[dict], raw: list[bytes] = 
         p.close()
 
 
-def read_topic(bootstrap: str, topic: str, idle_s: float = 3.0, deadline_s: float = 60.0) -> list[tuple[str, dict]]:
+def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0, deadline_s: float = 60.0) -> list[tuple[str, dict]]:
     """Every committed record (read_committed) as (key, value), until `idle_s` without one."""
     import time
 

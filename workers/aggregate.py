@@ -119,6 +119,7 @@ class Aggregator:
             producer_extra_config=producer_cfg, loglevel=None,
             consumer_extra_config={"topic.metadata.refresh.interval.ms": s.metadata_max_age_ms,
                                    "session.timeout.ms": s.session_timeout_ms,
+                                   "fetch.wait.max.ms": s.fetch_wait_max_ms,
                                    "group.instance.id": f"{s.group_id}-{s.instance_id}"},
         )
         source = self.app.topic(s.input_topic, value_deserializer=JSONDeserializer(loads=_safe_loads),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import SettingsConfigDict
 
 from lrsa.aggregates import parse_windows
 from lrsa.shift import ShiftParams
@@ -12,6 +13,14 @@ from workers.config import REPO_ROOT, KafkaClientSettings
 
 
 class AggregateSettings(KafkaClientSettings):
+    """Env vars LRSA_AGGREGATE_<FIELD> (its own prefix: `lrsa run`'s LRSA_INPUT_TOPIC, LRSA_GROUP_ID...
+    must not leak in); the bootstrap servers also read the shared LRSA_BOOTSTRAP_SERVERS."""
+
+    model_config = SettingsConfigDict(env_prefix="LRSA_AGGREGATE_")
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated",
+                                   validation_alias=AliasChoices("bootstrap_servers",
+                                                                 "LRSA_AGGREGATE_BOOTSTRAP_SERVERS",
+                                                                 "LRSA_BOOTSTRAP_SERVERS"))
     input_topic: str = Field("results", description="the output topic of `lrsa run` (result records) read here")
     aggregates_topic: str = Field("lrsa.aggregates", description="compacted topic of entity window aggregates, "
                                   "keyed entity|window|window_start (created compacted when missing)")
@@ -35,6 +44,9 @@ class AggregateSettings(KafkaClientSettings):
                                     "partitions of an instance that died and did not come back move to another")
     transaction_timeout_ms: int = Field(10_000, ge=1000, description="broker-side timeout of an open transaction "
                                         "(how long a killed instance's open outputs can hold readers back)")
+    fetch_wait_max_ms: int = Field(100, ge=1, description="longest a fetch waits on an empty partition: Quix aligns "
+                                   "the input and the repartition topic by timestamp and waits for both, so this "
+                                   "bounds the latency it adds")
     topic_partitions: int = Field(4, ge=1, description="partitions of the aggregates and alerts topics when created")
     metrics_host: str = Field("127.0.0.1", description="address of the Prometheus metrics endpoint")
     metrics_port: int | None = Field(9466, ge=0, description="Prometheus metrics port (0: a free port, printed; "

@@ -134,7 +134,8 @@ def freshness_run(s: AggregateSettings, rate: float, duration_s: float, entities
            "--alerts-topic", s.alerts_topic, "--group-id", s.group_id, "--state-dir", str(s.state_dir),
            "--windows", s.windows, "--allowed-lateness-s", str(s.allowed_lateness_s),
            "--commit-interval-s", str(s.commit_interval_s),
-           "--exactly-once" if s.exactly_once else "--no-exactly-once", "--metrics-port", "0"]
+           "--exactly-once" if s.exactly_once else "--no-exactly-once", "--metrics-port", "0",
+           "--fetch-wait-max-ms", str(s.fetch_wait_max_ms)]
     log_path = Path(str(s.state_dir) + ".log")
     agg = subprocess.Popen(cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
     sent: dict[str, float] = {}
