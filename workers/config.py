@@ -90,6 +90,9 @@ class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
     score_num_gpus: float = Field(0.0, ge=0, description="GPUs per score actor (0: no GPU is asked of Ray)")
     score_num_cpus: float = Field(0.5, ge=0, description="Ray CPUs per score actor")
 
+    ingest_resources: str = Field("", description="custom Ray resources per ingest actor, name=amount,... : "
+                                  "keeps the Kafka consumers on a node group (e.g. the stable nodes, away from "
+                                  "preemptible GPU nodes)")
     score_resources: str = Field("", description="custom Ray resources per score (and prescore) actor, "
                                  "name=amount,... (e.g. triton_clients=1): pins the pool to the nodes started "
                                  "with those resources (`ray start --resources`)")
@@ -144,6 +147,7 @@ class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
     def _resources_parse(self) -> WorkerSettings:
         parse_resources(self.score_resources)
         parse_resources(self.rationale_resources)
+        parse_resources(self.ingest_resources)
         return self
 
     @model_validator(mode="after")

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from workers.actor_start import StartupError
-from workers.config import WorkerSettings
+from workers.config import WorkerSettings, parse_resources
 from workers.control import ControlServer, ControlState
 from workers.ingest import STOP_RESERVE_S
 from workers.member_id import MemberId, transactional_id
@@ -120,7 +120,8 @@ class Pipeline:
         member = MemberId(s.group_id, s.instance_id) if s.exactly_once else None
         # what the ingest actors get: the password itself, not the driver's file (they may run elsewhere)
         settings = {**s.model_dump(), **s.inline_secrets(), "instance_id": member.instance if member else s.instance_id}
-        actor_cls = ray.remote(IngestActor).options(num_cpus=s.ingest_num_cpus, max_concurrency=4)
+        placement = {"resources": parse_resources(s.ingest_resources)} if s.ingest_resources else {}
+        actor_cls = ray.remote(IngestActor).options(num_cpus=s.ingest_num_cpus, max_concurrency=4, **placement)
         self.actors = [actor_cls.remote(settings, i, pools.handles()) for i in range(s.ingest_actors)]
         runs = {a.run.remote(): a for a in self.actors}
         log.info("pipeline up: %d ingest actors, stages %s%s", len(self.actors),
