@@ -6,6 +6,7 @@ Event times are historical (2026-01-01) and windows seconds long, so nothing wai
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -52,6 +53,7 @@ def test_planted_shift_alerts_and_exact_aggregates(kafka_bootstrap, kafka_topic,
     metrics = AggregateMetrics()
     run_aggregate(s, metrics)
 
+    assert _cleanup_policy(kafka_bootstrap, s.aggregates_topic) == "compact"
     records = read_topic(kafka_bootstrap, s.aggregates_topic)
     aggs = last_per_key(records)
     for v in aggs.values():
@@ -113,6 +115,18 @@ def test_out_of_order_and_late_mentions(kafka_bootstrap, kafka_topic, tmp_path):
     assert sum(got.values()) + late == len(seq)  # every mention aggregated or counted late
 
 
+def _cleanup_policy(bootstrap: str, topic: str) -> str:
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        res = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        admin.close()
+    return res["topic"][topic]["cleanup.policy"]["value"]
+
+
 def _scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         return r.read().decode()
@@ -152,6 +166,8 @@ def test_sigkill_and_restart_equals_an_uninterrupted_run(kafka_bootstrap, kafka_
     try:
         wait_for(lambda: sum(committed_offsets(kafka_bootstrap, killed.group_id, inp).values()) > 0,
                  90, what="the aggregator's first checkpoint")
+        port = int(re.search(r"metrics on http://127.0.0.1:(\d+)/", log1.read_text()).group(1))
+        scraped = re.search(r"^lrsa_aggregate_results_total (\S+)$", _scrape(port), re.M)
         kill_tree(proc.pid)  # SIGKILL, mid-stream
     finally:
         if proc.poll() is None:
@@ -159,6 +175,7 @@ def test_sigkill_and_restart_equals_an_uninterrupted_run(kafka_bootstrap, kafka_
         producer.join(timeout=60)
     done_at_kill = sum(committed_offsets(kafka_bootstrap, killed.group_id, inp).values())
     assert 0 < done_at_kill < len(seq), done_at_kill  # killed mid-stream
+    assert scraped and float(scraped.group(1)) > 0  # the Prometheus endpoint counts consumed results
 
     proc = _start(killed, tmp_path / "kill2.log", "--exit-when-idle-s", "4")
     run_aggregate(ref)  # the uninterrupted reference, meanwhile

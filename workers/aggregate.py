@@ -90,8 +90,11 @@ def ensure_output_topics(s: AggregateSettings) -> None:
                                      "configs": c} for n, c in missing.items()}, wait_for_metadata=True)
         if s.aggregates_topic in existing:
             res = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.aggregates_topic)])
-            text = str(res)
-            if "compact" not in text:
+            try:
+                policy = res["topic"][s.aggregates_topic]["cleanup.policy"]["value"]
+            except (KeyError, TypeError):  # another client version's shape: look for the word
+                policy = "compact" if "compact" in str(res) else str(res)
+            if "compact" not in policy:
                 log.warning("topic %s exists and is not compacted: old window versions are kept",
                             s.aggregates_topic)
     finally:
