@@ -78,17 +78,18 @@ except ImportError:  # older checkouts: case and whitespace folding only
 
 
 def entity_of(aspect: dict) -> str | None:
-    """`aspect["entity"]` when the result carries one, else its normalised `term`."""
+    """`aspect["entity"]` when the result carries one, else its normalised `term`. A `|` becomes
+    `/`: the topic keys are `entity|window|window_start` and `entity|direction`."""
     entity = aspect.get("entity")
     if isinstance(entity, str) and entity.strip():
-        return entity.strip()
+        return entity.strip().replace("|", "/")
     term = aspect.get("term")
     if isinstance(term, str) and term.strip():
         try:
             key = _normalise(term)
         except Exception:  # a normaliser that fails on odd input must not lose the mention
             key = _fold(term)
-        return key or None
+        return key.replace("|", "/") or None
     return None
 
 

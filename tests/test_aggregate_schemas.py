@@ -41,6 +41,12 @@ def test_aggregate_record_from_mentions():
         AggregateRecord.model_validate({**rec, "extra": 1})
 
 
+def test_entity_keys_cannot_hold_the_key_separator():
+    ms = mentions_of({"post_id": "p", "aspects": [{"entity": "A|B", "sentiment": "neutral"},
+                                                  {"term": "C|D", "sentiment": "neutral"}]})
+    assert [m["entity"] for m in ms][0] == "A/B" and "|" not in ms[1]["entity"]
+
+
 def test_not_a_result_gives_no_mentions():
     for bad in (None, [], "x", {"aspects": "x"}, {"scored": False, "aspects": [{"term": "a", "sentiment": "negative"}]}):
         assert mentions_of(bad) == []
