@@ -34,18 +34,18 @@ def test_two_drivers_in_one_group(kafka_bootstrap, kafka_topic, tmp_path, mode) 
     name = f"two-{mode}"
     topics = {"in": kafka_topic(f"{name}-in", 4), "out": kafka_topic(f"{name}-out", 4),
               "dlq": kafka_topic(f"{name}-dlq", 1)}
-    half = len(data.values) // 2
-    produce(kafka_bootstrap, topics["in"], data.values[:half])  # the first driver starts on these alone
     extra = ["--rationale-enabled", "--rationale-processor", ECHO_STAGE, "--batch-size", "50",
-             "--commit-interval-ms", "300", "--ray-num-cpus", "2", "--exit-when-idle", "3",
+             "--commit-interval-ms", "300", "--ray-num-cpus", "2", "--exit-when-idle", "25",
              *(["--exactly-once"] if eos else [])]
-    env = {"LRSA_TEST_STAGE_DELAY_S": "0.002"}  # ~4 s of stage work: both members get partitions
+    env = {"LRSA_TEST_STAGE_DELAY_S": "0.002"}  # ~4 s of stage work, split over the two members
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     workers = [start_worker(kafka_bootstrap, topics, name, *extra, log=log, env=env) for log in logs]
-    # the rest once the group has both members (each owns two of the four partitions)
-    wait_for(lambda: all(re.search(r"ingest 0 assigned \[\([^]]*\), \([^]]*\)\]\n", log.read_text(errors="replace"))
-                         for log in logs), 120, 0.5, what="both drivers in the group with two partitions each")
-    produce(kafka_bootstrap, topics["in"], data.values[half:])
+    # the posts once the group has both members, each owning two of the four partitions (the idle
+    # exit is long enough for the slower driver to join before the first gives up on an empty input)
+    two = re.compile(r"ingest 0 assigned \[\('[^']*', \d\), \('[^']*', \d\)\]")
+    wait_for(lambda: all(two.search(log.read_text(errors="replace")) for log in logs), 120, 0.5,
+             what="both drivers in the group with two partitions each")
+    produce(kafka_bootstrap, topics["in"], data.values)
     codes = [wait_exit(w, 240, log) for w, log in zip(workers, logs)]
     texts = [log.read_text(errors="replace") for log in logs]
     assert codes == [0, 0], texts[0][-3000:] + texts[1][-3000:]
