@@ -1,9 +1,11 @@
 """`lrsa demo`: the whole pipeline on the embedded local stack, on the sample posts.
 
 Starts Apache Kafka (KRaft, loopback) and a real tritonserver serving the fused SLM, sends the
-sample posts, runs the worker (`lrsa run`: Ray ingest actors -> rationale LLM -> Triton scorer ->
-output topic, bad posts -> dead-letter topic) until the input is drained, prints what came out,
-and stops everything again.
+sample posts and the brand stream sample, runs the worker (`lrsa run`: Ray ingest actors ->
+rationale LLM -> Triton scorer -> output topic, bad posts -> dead-letter topic) until the input is
+drained, prints what came out and the per-entity brand table (lrsa_cli/brand_table.py), and stops
+everything again. With --dashboard it then keeps the stack up, runs `lrsa aggregate` and
+`lrsa dashboard` on the results and waits for Ctrl-C.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from pydantic import Field
@@ -31,7 +34,18 @@ class DemoSettings(LrsaSettings):
 
     model_config = SettingsConfigDict(env_prefix="LRSA_DEMO_", extra="ignore")
 
-    posts: Path = Field(REPO_ROOT / "samples" / "posts.jsonl", description="posts to send, one JSON per line")
+    posts: Path = Field(REPO_ROOT / "samples" / "posts.jsonl", description="posts to send, one JSON per line "
+                        "(each printed with its aspects)")
+    brand_posts: Path | None = Field(REPO_ROOT / "samples" / "brand_stream.jsonl",
+                                     description="more posts to send, summed up in the per-entity table only "
+                                     "(none: just --posts)")
+    brand_rationale: bool = Field(False, description="LLM rationales for the brand posts too (slower: "
+                                  "about 1 post/s on 2 cores; off, they are scored without rationale)")
+    entity_aliases: Path | None = Field(REPO_ROOT / "deploy" / "entities.aliases.yaml",
+                                        description="alias file of the worker's entity normaliser")
+    dashboard: bool = Field(False, description="after the run keep the stack up, run `lrsa aggregate` and "
+                            "`lrsa dashboard` on the results, print the URL and wait for Ctrl-C")
+    dashboard_port: int = Field(8050, ge=0, le=65535, description="port of the dashboard (--dashboard)")
     checkpoint: Path = Field(REPO_ROOT / "checkpoints" / "lrsa-twitter2015",
                              description="fused SLM checkpoint; trained first if missing")
     data_dir: Path = data_dir_field("MABSA data, used to train a checkpoint if none exists")
@@ -73,18 +87,92 @@ def run_demo(s: DemoSettings, checkpoint: Path, tmp: Path) -> int:
     from lrsa_cli.stack import local_stack
     from workers.kafka_stack import create_topics
 
-    topics = {"input": "demo.posts", "output": "demo.results", "dlq": "demo.posts.dlq"}
+    topics = {"input": "demo.posts", "brand_input": "demo.brand_posts", "output": "demo.results",
+              "dlq": "demo.posts.dlq",
+              "aggregates": "demo.aggregates", "alerts": "demo.alerts"}
     with local_stack(tmp, checkpoint, say=lambda m: print(f"[demo] {m}", flush=True)) as stack:
         bootstrap = stack.bootstrap
-        create_topics(bootstrap, list(topics.values()), s.partitions)
-        _lrsa("produce", "--file", str(s.posts), "--topic", topics["input"], "--bootstrap-servers", bootstrap)
-        print("[demo] running the worker until the input is drained", flush=True)
-        _lrsa("run", "--bootstrap-servers", bootstrap, "--input-topic", topics["input"],
-              "--output-topic", topics["output"], "--dlq-topic", topics["dlq"], "--group-id", "demo",
-              "--score-enabled", "--rationale-enabled" if s.rationale else "--no-rationale-enabled",
-              "--metrics-port", "0", "--exit-when-idle", str(s.idle_s), env=stack.scorer_env)
+        create_topics(bootstrap, [topics[k] for k in ("input", "brand_input", "output", "dlq")], s.partitions)
+
+        def work(posts: Path, input_topic: str, rationale: bool) -> None:
+            _lrsa("produce", "--file", str(posts), "--topic", input_topic, "--bootstrap-servers", bootstrap)
+            print(f"[demo] running the worker on {posts.name} until the input is drained", flush=True)
+            _lrsa("run", "--bootstrap-servers", bootstrap, "--input-topic", input_topic,
+                  "--output-topic", topics["output"], "--dlq-topic", topics["dlq"], "--group-id", "demo",
+                  "--score-enabled", "--rationale-enabled" if rationale else "--no-rationale-enabled",
+                  "--metrics-port", "0", "--exit-when-idle", str(s.idle_s),
+                  *(["--entity-aliases", str(s.entity_aliases)] if s.entity_aliases else []), env=stack.scorer_env)
+
+        work(s.posts, topics["input"], s.rationale)
+        if s.brand_posts is not None:
+            work(s.brand_posts, topics["brand_input"], s.rationale and s.brand_rationale)
         print_outputs(bootstrap, topics, s.posts)
+        if s.dashboard:
+            serve_dashboard(s, bootstrap, topics, tmp)
     return 0
+
+
+DASHBOARD_START_S = 120.0  # how long the dashboard may take to serve its page
+
+
+def serve_dashboard(s: DemoSettings, bootstrap: str, topics: dict[str, str], tmp: Path) -> None:
+    """`lrsa aggregate` + `lrsa dashboard` on the demo's results until Ctrl-C (or one of them
+    exits); then both are stopped (SIGTERM, killed past CHILD_STOP_S) before the stack goes."""
+    import socket
+
+    from lrsa_cli.brand_table import DEMO_SHIFT
+
+    kafka = ["--bootstrap-servers", bootstrap, "--aggregates-topic", topics["aggregates"],
+             "--alerts-topic", topics["alerts"]]
+    procs = [
+        _spawn("aggregate", *kafka, "--input-topic", topics["output"], "--group-id", "demo-aggregate",
+               "--auto-offset-reset", "earliest", "--windows", "10m,1h", "--alert-window", "1h",
+               # the sample is a replayed backlog, read from two partitions: late by design
+               "--allowed-lateness-s", "7200", "--state-dir", str(tmp / "aggregate-state"),
+               "--topic-partitions", "1", "--metrics-port", "0",
+               "--alert-min-mentions", str(DEMO_SHIFT.min_mentions),
+               "--alert-min-baseline-mentions", str(DEMO_SHIFT.min_baseline_mentions)),
+        _spawn("dashboard", *kafka, "--results-topic", topics["output"], "--http-port", str(s.dashboard_port)),
+    ]
+    try:
+        deadline = time.monotonic() + DASHBOARD_START_S
+        while True:
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError("lrsa aggregate or lrsa dashboard exited early, see its log above")
+            try:
+                socket.create_connection(("127.0.0.1", s.dashboard_port), timeout=1.0).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the dashboard did not listen on port {s.dashboard_port} "
+                                       f"within {DASHBOARD_START_S:.0f}s") from None
+                time.sleep(0.5)
+        print(f"\n[demo] dashboard: http://127.0.0.1:{s.dashboard_port}/  (Ctrl-C stops everything)", flush=True)
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        print("[demo] lrsa aggregate or lrsa dashboard exited; stopping", flush=True)
+    except KeyboardInterrupt:
+        print("\n[demo] stopping the dashboard, the aggregator and the stack", flush=True)
+    finally:
+        _stop_all(procs)
+
+
+def _spawn(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "lrsa_cli.main", *args])
+
+
+def _stop_all(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM each still running child, then wait for all within CHILD_STOP_S; kill the rest."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + CHILD_STOP_S
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
 
 
 def _lrsa(*args: str, env: dict[str, str] | None = None) -> None:
@@ -117,8 +205,9 @@ def print_outputs(bootstrap: str, topics: dict[str, str], posts_file: Path) -> N
 
     results = read_topic(bootstrap, topics["output"])
     dead = read_topic(bootstrap, topics["dlq"])
-    print(f"\n=== {len(results)} results on {topics['output']} ===")
-    for r in sorted(results, key=lambda r: r["post_id"]):
+    shown = sorted((r for r in results if r["post_id"] in texts), key=lambda r: r["post_id"])
+    print(f"\n=== {len(results)} results on {topics['output']}; the {len(shown)} of {posts_file.name} ===")
+    for r in shown:
         print(f"\n{r['post_id']}: {texts.get(r['post_id'], '')}")
         for a in r["aspects"]:
             print(f"   {a['term']!r:32} [{a['start']}:{a['end']}]  {a['sentiment']:8} {a['confidence']:.2f}")
@@ -130,3 +219,8 @@ def print_outputs(bootstrap: str, topics: dict[str, str], posts_file: Path) -> N
     for d in dead:
         raw = base64.b64decode(d["original_b64"])[:60]
         print(f"   {d['error']['reason']:18} {d['error']['message'][:70]!s:72} {raw!r}")
+    from lrsa_cli.brand_table import DEMO_WINDOW_MS, entity_table, format_table
+
+    print(f"\n=== brand view: {len(results)} results by entity (event-time windows of "
+          f"{DEMO_WINDOW_MS // 60000} min; shift alerts as `lrsa aggregate` would fire them) ===")
+    print(format_table(entity_table(results)))
