@@ -73,8 +73,17 @@ def test_actor_on_a_clean_node_gets_the_drivers_settings(tmp_path, monkeypatch) 
                            scorer_url="triton-a:8001", score_resources="scorer_nodes=1",
                            ray_address=cluster.address, stage_metrics=False, score_num_cpus=0.5,
                            actor_start_timeout_s=90)
-        pools = Pools(w)
-        pools.log_metrics_ports()
+        from workers.actor_start import StartupError
+
+        for attempt in (1, 2):  # once in a full-suite run (not alone) Ray cancelled the actor on the
+            pools = Pools(w)    # freshly joined node before it ran; what is tested here is where its
+            try:                # settings come from, so one new pool is allowed, and logged
+                pools.log_metrics_ports()
+                break
+            except StartupError as e:
+                if attempt == 2 or "cancelled" not in str(e):
+                    raise
+                logging.getLogger(__name__).warning("retrying the pool once: %s", e)
         item = WorkItem(Post(id="1", text="the camera is great"), SourceRef(topic="in", partition=0, offset=0))
         status, out = ray.get(pools.actors["score"][0].process.remote([item]), timeout=60)
         assert status == "ok", out

@@ -124,14 +124,6 @@ class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
                                         "(Display Name: [aliases]; e.g. deploy/entities.aliases.yaml): fills each "
                                         "aspect's entity key; none: folding only (lrsa/entities.py)")
 
-    pool_grow_after_s: float = Field(5.0, gt=0, description="a stage pool below its max gains an actor once "
-                                     "75% of its in-flight slots were in use over this long")
-    pool_shrink_after_s: float = Field(60.0, gt=0, description="a stage pool above its min loses an actor once "
-                                       "at most 25% of its in-flight slots were in use over this long")
-
-    max_text_chars: int = Field(10_000, ge=1, description="longer post text is dead-lettered (text_too_long)")
-    max_image_bytes: int = Field(10 * 1024 * 1024, ge=1, description="larger decoded images are dead-lettered (image_too_large)")
-
     metrics_host: str = Field("127.0.0.1", description="address of the Prometheus /metrics endpoint")
     metrics_port: int = Field(9464, ge=0, description="port of the Prometheus /metrics endpoint (0: pick a free one)")
     stage_metrics: bool = Field(True, description="each stage actor also serves its processor's own metrics "
