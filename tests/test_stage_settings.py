@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from fixtures_ray import LoopbackRayCluster
-from lrsa.schemas import Post, SourceRef
 from lrsa.settings import report_unknown_env, unknown_env_vars
 from workers import stage_settings
 from workers.config import WorkerSettings, parse_resources
-from workers.stage_api import WorkItem
+
+TESTS = Path(__file__).resolve().parent
 
 
 def test_misspelt_variables_are_reported_with_the_closest_known_one(caplog) -> None:
@@ -52,9 +52,9 @@ def test_flags_override_env_and_paths_become_absolute(tmp_path, monkeypatch) -> 
 
 
 def test_actor_on_a_clean_node_gets_the_drivers_settings(tmp_path, monkeypatch) -> None:
-    import ray
-
-    from workers.pipeline import Pools
+    import os
+    import subprocess
+    import sys
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
@@ -64,37 +64,27 @@ def test_actor_on_a_clean_node_gets_the_drivers_settings(tmp_path, monkeypatch) 
         cluster.add_node("scorers", num_cpus=1, resources={"scorer_nodes": 1})
         cluster.connect()
         cluster.wait_nodes(2)
-        # the driver's environment and flags; the nodes never saw these
-        monkeypatch.setenv("LRSA_SCORER_URL", "from-env:8001")
-        monkeypatch.setenv("LRSA_SCORER_TIMEOUT_S", "7.5")
-        monkeypatch.setenv("LRSA_SCORER_CHECKPOINT", "checkpoints/served")
-        monkeypatch.setenv("LRSA_SCORER_HEADERS__X_TOKEN", "t0k")
-        w = WorkerSettings(score_enabled=True, score_processor="settings_probe:SettingsProbe",
-                           scorer_url="triton-a:8001", score_resources="scorer_nodes=1",
-                           ray_address=cluster.address, stage_metrics=False, score_num_cpus=0.5,
-                           actor_start_timeout_s=90)
-        from workers.actor_start import StartupError
+        import ray
 
-        for attempt in (1, 2):  # once in a full-suite run (not alone) Ray cancelled the actor on the
-            pools = Pools(w)    # freshly joined node before it ran; what is tested here is where its
-            try:                # settings come from, so one new pool is allowed, and logged
-                pools.log_metrics_ports()
-                break
-            except StartupError as e:
-                if attempt == 2 or "cancelled" not in str(e):
-                    raise
-                logging.getLogger(__name__).warning("retrying the pool once: %s", e)
-        item = WorkItem(Post(id="1", text="the camera is great"), SourceRef(topic="in", partition=0, offset=0))
-        status, out = ray.get(pools.actors["score"][0].process.remote([item]), timeout=60)
-        assert status == "ok", out
-        seen = json.loads(out[0].rationale)
+        ray.shutdown()  # the driver is a fresh process (tests/clean_node_driver.py says why)
+        # the driver's environment and flags; the nodes never saw these
+        env = {**os.environ, "LRSA_SCORER_URL": "from-env:8001", "LRSA_SCORER_TIMEOUT_S": "7.5",
+               "LRSA_SCORER_CHECKPOINT": "checkpoints/served", "LRSA_SCORER_HEADERS__X_TOKEN": "t0k",
+               "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH", "")])}
+        run = subprocess.run([sys.executable, str(TESTS / "clean_node_driver.py"), cluster.address], env=env,
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-4000:]
+        answer = json.loads(run.stdout.strip().splitlines()[-1])
+        assert answer["status"] == "ok", answer
+        seen = answer["seen"]
         assert seen["url"] == "triton-a:8001"  # the flag
         assert seen["timeout_s"] == 7.5        # the driver's env
         assert seen["headers"] == {"x_token": "t0k"}
         assert seen["checkpoint"] == str(Path(tmp_path) / "checkpoints" / "served")  # absolute
         assert seen["env_url"] is None and seen["env_timeout"] is None  # not by the actor's environment
-        scorer_node = [n["NodeID"] for n in ray.nodes() if n["Alive"] and "scorer_nodes" in n["Resources"]]
-        assert seen["node"] in scorer_node  # placed by its custom resource
+        assert seen["node"] in answer["scorer_nodes"]  # placed by its custom resource
     finally:
+        import ray
+
         ray.shutdown()
         cluster.stop()
