@@ -16,5 +16,5 @@ RUN pip install --no-cache-dir --break-system-packages . \
  && python3 -c "from pathlib import Path; from serving.triton_server import render_repository; render_repository(Path('/models'), Path('/opt/checkpoint'))"
 
 EXPOSE 8000 8001 8002
-HEALTHCHECK --interval=10s --timeout=3s CMD curl -fsS http://127.0.0.1:8000/v2/health/ready || exit 1
+HEALTHCHECK --interval=10s --timeout=3s CMD ["/bin/sh", "-c", "curl -fsS http://127.0.0.1:8000/v2/health/ready || exit 1"]
 CMD ["tritonserver", "--model-repository=/models", "--strict-readiness=true", "--exit-on-error=true"]

