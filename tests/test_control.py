@@ -145,7 +145,8 @@ def test_backlog_scaling_and_operator_controls_on_a_running_worker(kafka_bootstr
                           ECHO_STAGE, "--rationale-pool-max", "2", "--rationale-num-cpus", "0.5",
                           "--batch-size", "10", "--metrics-port", str(metrics_port), "--control-port", "0",
                           "--pool-grow-after-s", "2", "--pool-shrink-after-s", "3", "--pool-up-cooldown-s", "1",
-                          "--pool-down-cooldown-s", "3", "--no-stage-metrics", log=log,
+                          "--pool-down-cooldown-s", "3", "--no-stage-metrics",
+                          "--control-bounds-file", str(tmp_path / "bounds.json"), log=log,
                           env={"LRSA_TEST_STAGE_DELAY_S": "0.003", "LRSA_CONTROL_TOKEN": TOKEN})
     try:
         wait_for(lambda: re.search(r"control endpoint at http://127\.0\.0\.1:(\d+)", log.read_text()), 120,
@@ -200,6 +201,8 @@ def test_backlog_scaling_and_operator_controls_on_a_running_worker(kafka_bootstr
         last = http(port, "GET", "/status", token=TOKEN)[1]
         assert last["decisions"][-1]["reason"] == "min"
         assert metric(metrics_port, "lrsa_pool_bounds", stage="rationale", bound="max") == 3
+        kept = json.loads((tmp_path / "bounds.json").read_text())  # what a restart starts from
+        assert kept["rationale"] == {"min": 2, "max": 3}
 
         # pause: not ready, nothing fetched; resume: ready again
         assert lrsa("control", "pause", *url, token=TOKEN).returncode == 0

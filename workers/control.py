@@ -8,7 +8,8 @@
     POST /pause, /resume   stop / restart fetching (in-flight work finishes and commits meanwhile)
     POST /drain            the graceful stop SIGTERM makes: finish, commit, exit 0
 
-Auth: with a token configured, /status and every POST need `Authorization: Bearer <token>`
+TLS: with --control-tls-certfile/--control-tls-keyfile it serves HTTPS (a token sent off the host
+otherwise crosses the network in clear; the driver warns). Auth: with a token configured, /status and every POST need `Authorization: Bearer <token>`
 (missing: 401, wrong: 403; nothing changes). /healthz and /readyz never do (probes). Without a
 token the endpoint must be on loopback (the driver refuses to start otherwise), where it trusts
 the host.
@@ -80,8 +81,8 @@ class ControlState:
 
 
 class ControlServer:
-    def __init__(self, state: ControlState, host: str, port: int, token: str | None) -> None:
-        self.state, self.host, self.port, self.token = state, host, port, token
+    def __init__(self, state: ControlState, host: str, port: int, token: str | None, tls=None) -> None:
+        self.state, self.host, self.port, self.token, self.tls = state, host, port, token, tls
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner = None
         self._thread: threading.Thread | None = None
@@ -126,7 +127,7 @@ class ControlServer:
                         web.post("/drain", self._drain)])
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls)
         await site.start()
         return self._runner.addresses[0][1]
 

@@ -63,7 +63,7 @@ def call(s: ControlClientSettings, method: str, path: str, body: dict[str, Any] 
         data = b""
     req = urllib.request.Request(s.control_url.rstrip("/") + path, data=data, headers=headers, method=method)
     try:
-        with urllib.request.urlopen(req, timeout=s.control_timeout_s) as r:
+        with urllib.request.urlopen(req, timeout=s.control_timeout_s, context=s.tls_context()) as r:
             return json.loads(r.read() or b"{}")
     except urllib.error.HTTPError as e:
         try:

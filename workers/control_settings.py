@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from lrsa.settings import LrsaSettings
 
@@ -35,11 +36,33 @@ class ControlTokenSettings(LrsaSettings):
 class ControlSettings(ControlTokenSettings):
     """The HTTP control/health endpoint on the driver of `lrsa run`."""
 
+    control_endpoint: bool = Field(True, description="serve the control/health endpoint (--no-control-endpoint: "
+                                   "none; no probes, `lrsa status` or `lrsa scale` then)")
     control_host: str = Field("127.0.0.1", description="address of the control endpoint (/healthz, /readyz, "
                               "/status, POST /pools/STAGE, /pause, /resume, /drain); any other than loopback "
                               "needs a token (--control-token-file or LRSA_CONTROL_TOKEN)")
     control_port: int | None = Field(DEFAULT_CONTROL_PORT, ge=0, description="port of the control endpoint "
                                      "(0: a free one, logged)")
+    control_tls_certfile: Path | None = Field(None, description="PEM certificate (chain) of the control endpoint: "
+                                              "serve HTTPS, so the bearer token never crosses the network in clear")
+    control_tls_keyfile: Path | None = Field(None, description="PEM private key of --control-tls-certfile")
+    control_bounds_file: Path | None = Field(None, description="JSON file where pool bounds set through the "
+                                             "control endpoint are kept; read at start, so a restart keeps "
+                                             "them (they win over the --*-pool-min/max flags)")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ControlSettings:
+        if (self.control_tls_certfile is None) != (self.control_tls_keyfile is None):
+            raise ValueError("control_tls_certfile and control_tls_keyfile go together")
+        return self
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context, or None for plain HTTP."""
+        if self.control_tls_certfile is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(self.control_tls_certfile), str(self.control_tls_keyfile))
+        return context
 
 
 class ControlClientSettings(ControlTokenSettings):
@@ -48,6 +71,13 @@ class ControlClientSettings(ControlTokenSettings):
     control_url: str = Field(f"http://127.0.0.1:{DEFAULT_CONTROL_PORT}",
                              description="base URL of the worker's control endpoint")
     control_timeout_s: float = Field(15.0, gt=0, description="longest wait for the worker's answer")
+    control_tls_cafile: Path | None = Field(None, description="PEM CA bundle that signed the endpoint's "
+                                            "certificate (https URLs; none: the system's)")
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not self.control_url.startswith("https:"):
+            return None
+        return ssl.create_default_context(cafile=str(self.control_tls_cafile) if self.control_tls_cafile else None)
 
 
 def is_loopback(host: str) -> bool:

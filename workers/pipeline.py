@@ -62,7 +62,8 @@ class Pipeline:
         from workers.control_settings import is_loopback
 
         s = self.s
-        if s.control_port is None:
+        if s.control_port is None or not s.control_endpoint:
+            log.info("control endpoint off (--no-control-endpoint): no /healthz, /readyz, /status")
             return True
         try:
             token = s.token()
@@ -73,7 +74,15 @@ class Pipeline:
             log.error("cannot start: the control endpoint on %s (--control-host) is not loopback and has no token: "
                       "set --control-token-file or LRSA_CONTROL_TOKEN", s.control_host)
             return False
-        server = ControlServer(self.control, s.control_host, s.control_port, token)
+        try:
+            tls = s.tls_context()
+        except (OSError, ValueError) as e:
+            log.error("cannot start: control endpoint TLS (--control-tls-certfile/--control-tls-keyfile): %s", e)
+            return False
+        if token is not None and tls is None and not is_loopback(s.control_host):
+            log.warning("the control endpoint on %s serves plain HTTP: its bearer token crosses the network in "
+                        "clear; set --control-tls-certfile and --control-tls-keyfile", s.control_host)
+        server = ControlServer(self.control, s.control_host, s.control_port, token, tls)
         try:
             self.control_port = server.start()
         except OSError as e:
@@ -81,7 +90,7 @@ class Pipeline:
                       "running without it", s.control_host, s.control_port, e)
             return True
         self._control_server = server
-        log.info("control endpoint at http://%s:%d (%s)", s.control_host, self.control_port,
+        log.info("control endpoint at %s://%s:%d (%s)", "https" if tls else "http", s.control_host, self.control_port,
                  "token required for /status and POSTs" if token else "no token: loopback callers are trusted")
         return True
 
@@ -116,6 +125,7 @@ class Pipeline:
             log.error("cannot start: %s", e)
             return 2
         self.pools = pools
+        self._restore_bounds(pools)
         # exactly-once: this driver's identity in the group, the base of its transactional ids
         member = MemberId(s.group_id, s.instance_id) if s.exactly_once else None
         # what the ingest actors get: the password itself, not the driver's file (they may run elsewhere)
@@ -212,6 +222,8 @@ class Pipeline:
             try:
                 if kind == "resize":
                     answer = pools.resize(args["stage"], args.get("min"), args.get("max"))
+                    if answer[0] == 200:
+                        self._keep_bounds(pools)
                 elif kind in ("pause", "resume"):
                     answer = self._set_paused(kind == "pause")
                 elif kind == "drain":
@@ -225,6 +237,29 @@ class Pipeline:
                 log.exception("control request %s failed", kind)
                 answer = (500, {"error": f"{type(e).__name__}: {e}"})
             future.set_result(answer)
+
+    def _restore_bounds(self, pools: Pools) -> None:
+        """Bounds an operator set before a restart (--control-bounds-file) win over the flags."""
+        from workers import control_bounds
+
+        for stage, (lo, hi) in control_bounds.load(self.s.control_bounds_file).items():
+            status, body = pools.resize(stage, lo, hi)
+            if status == 200:
+                log.info("stage %s: bounds %d:%d kept from %s", stage, lo, hi, self.s.control_bounds_file)
+            else:
+                log.warning("stage %s: bounds in %s not applied: %s", stage, self.s.control_bounds_file,
+                            body.get("error"))
+
+    def _keep_bounds(self, pools: Pools) -> None:
+        from workers import control_bounds
+
+        if self.s.control_bounds_file is None:
+            return
+        try:
+            control_bounds.save(self.s.control_bounds_file, dict(pools.bounds))
+        except OSError as e:
+            log.error("pool bounds not kept in %s (--control-bounds-file): %s; a restart goes back to the "
+                      "flags' bounds", self.s.control_bounds_file, e)
 
     def _refuse_requests(self) -> None:
         for _, _, future in self.control.take_requests():

@@ -1,0 +1,123 @@
+"""The control endpoint's options (issue 20), without Ray or Kafka: `--no-control-endpoint` serves
+nothing; with a certificate the endpoint speaks HTTPS and `lrsa status`'s client verifies it
+against the CA it is given (and refuses an endpoint it cannot verify); bounds set through the
+endpoint are kept in --control-bounds-file and applied again by a restarted driver."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import ipaddress
+import json
+
+import pytest
+
+from lrsa.settings import add_settings_flags, settings_from_args
+from workers.config import WorkerSettings
+from workers.control import ControlServer, ControlState
+from workers.control_cli import ControlError, call
+from workers.control_settings import ControlClientSettings
+from workers.pipeline import Pipeline
+
+TOKEN = "t0ken-for-tests"
+
+
+def worker_settings(*argv: str) -> WorkerSettings:
+    parser = argparse.ArgumentParser()
+    add_settings_flags(parser, WorkerSettings)
+    return settings_from_args(WorkerSettings, parser.parse_args(list(argv)))
+
+
+def test_no_control_endpoint_serves_nothing() -> None:
+    s = worker_settings("--no-control-endpoint", "--control-port", "0")
+    assert s.control_endpoint is False
+    assert worker_settings("--control-port", "0").control_endpoint is True
+    p = Pipeline(s)
+    assert p._start_control() and p.control_port is None and p._control_server is None
+
+
+def self_signed(tmp_path):
+    """A throwaway certificate for 127.0.0.1 (its own CA) and its key, as PEM files."""
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lrsa control test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    certfile, keyfile = tmp_path / "control.crt", tmp_path / "control.key"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return certfile, keyfile
+
+
+def test_the_endpoint_serves_https_and_the_client_verifies_it(tmp_path) -> None:
+    certfile, keyfile = self_signed(tmp_path)
+    s = worker_settings("--control-tls-certfile", str(certfile), "--control-tls-keyfile", str(keyfile))
+    state = ControlState()
+    state.publish({"pools": {"rationale": {"min": 1, "max": 2}}}, (True, "consuming"))
+    server = ControlServer(state, "127.0.0.1", 0, TOKEN, s.tls_context())
+    port = server.start()
+    try:
+        client = ControlClientSettings(control_url=f"https://127.0.0.1:{port}", control_token=TOKEN,
+                                       control_tls_cafile=certfile, control_timeout_s=10)
+        assert call(client, "GET", "/status")["pools"]["rationale"] == {"min": 1, "max": 2}
+        unverified = ControlClientSettings(control_url=f"https://127.0.0.1:{port}", control_token=TOKEN,
+                                           control_timeout_s=10)  # the system's CAs do not know this one
+        with pytest.raises(ControlError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            call(unverified, "GET", "/status")
+        plain = ControlClientSettings(control_url=f"http://127.0.0.1:{port}", control_token=TOKEN,
+                                      control_timeout_s=10)
+        with pytest.raises(ControlError):  # plain HTTP to a TLS port gets no answer
+            call(plain, "GET", "/status")
+    finally:
+        server.close()
+    with pytest.raises(ValueError, match="go together"):
+        WorkerSettings(control_tls_certfile=certfile)
+
+
+class FakePools:
+    """What Pipeline's bounds handling uses of workers.pools.Pools."""
+
+    def __init__(self, bounds: dict[str, tuple[int, int]]) -> None:
+        self.bounds = dict(bounds)
+
+    def resize(self, stage: str, lo: int | None, hi: int | None):
+        if stage not in self.bounds:
+            return 404, {"error": f"no stage {stage!r}"}
+        self.bounds[stage] = (lo, hi)
+        return 200, {"stage": stage}
+
+
+def test_bounds_set_through_the_endpoint_survive_a_restart(tmp_path) -> None:
+    path = tmp_path / "state" / "bounds.json"
+    first = Pipeline(WorkerSettings(control_bounds_file=path))
+    pools = FakePools({"rationale": (1, 2), "score": (1, 1)})
+    first.control.publish({}, (True, "consuming"))
+    future = first.control.ask("resize", stage="rationale", min=2, max=4)
+    first._answer_requests(pools)
+    assert future.result(timeout=1)[0] == 200
+    assert json.loads(path.read_text())["rationale"] == {"min": 2, "max": 4}
+
+    restarted = Pipeline(WorkerSettings(control_bounds_file=path))
+    fresh = FakePools({"rationale": (1, 2), "score": (1, 1)})  # the flags' bounds
+    restarted._restore_bounds(fresh)
+    assert fresh.bounds == {"rationale": (2, 4), "score": (1, 1)}
+
+    path.write_text("{not json")  # a broken file: reported, the flags apply
+    kept = FakePools({"rationale": (1, 2)})
+    Pipeline(WorkerSettings(control_bounds_file=path))._restore_bounds(kept)
+    assert kept.bounds == {"rationale": (1, 2)}
+
+    without = Pipeline(WorkerSettings())  # no file configured: nothing written anywhere
+    future = without.control.ask("resize", stage="rationale", min=1, max=3)
+    without._answer_requests(FakePools({"rationale": (1, 2)}))
+    assert future.result(timeout=1)[0] == 200 and not (tmp_path / "bounds.json").exists()
