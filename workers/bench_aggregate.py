@@ -17,11 +17,9 @@ import json
 import logging
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -229,15 +227,10 @@ def freshness_run(s: AggregateSettings, rate: float, duration_s: float, entities
 
 
 def run_bench(s: AggregateBenchSettings, as_json: bool = False) -> int:
-    from workers.kafka_stack import KafkaStack, create_topics
+    from workers.bench_run import bench_stack, print_figures
+    from workers.kafka_stack import create_topics
 
-    logging.getLogger("kafka").setLevel(logging.WARNING)
-    work = Path(tempfile.mkdtemp(prefix="lrsa-bench-aggregate-"))
-    stack = None
-    if s.embedded:
-        stack = KafkaStack(work / "kafka", port=0)
-        s = s.model_copy(update={"bootstrap_servers": stack.up()})
-    try:
+    with bench_stack(s, "aggregate") as (s, work):
         tag = os.urandom(3).hex()
         tin, fin = f"bench-agg-in-{tag}", f"bench-agg-live-{tag}"
         create_topics(s.bootstrap_servers, [tin, fin], s.partitions)
@@ -258,13 +251,5 @@ def run_bench(s: AggregateBenchSettings, as_json: bool = False) -> int:
                                     "aggregates_topic": f"bench-agg-live-out-{tag}",
                                     "alerts_topic": f"bench-alerts-live-{tag}", "state_dir": work / "state-live"})
         out.update(freshness_run(live, s.rate, s.duration_s, s.entities))
-    finally:
-        if stack:
-            stack.down()
-        shutil.rmtree(work, ignore_errors=True)
-    if as_json:
-        print(json.dumps(out))
-    else:
-        for k, v in out.items():
-            print(f"{k:>26}: {v}")
+    print_figures(out, as_json)
     return 0

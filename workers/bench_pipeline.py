@@ -13,10 +13,8 @@ import json
 import logging
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -174,16 +172,10 @@ def measure_memory(s: BenchSettings, topics: dict[str, str], log_dir: Path) -> d
 
 
 def run_bench(s: BenchSettings, as_json: bool = False) -> int:
-    from workers.kafka_stack import KafkaStack, create_topics
+    from workers.bench_run import bench_stack, print_figures
+    from workers.kafka_stack import create_topics
 
-    logging.getLogger("kafka").setLevel(logging.WARNING)
-    stack = None
-    work = Path(tempfile.mkdtemp(prefix="lrsa-bench-pipeline-"))  # broker data, worker logs
-    ok = False
-    if s.embedded:
-        stack = KafkaStack(work / "kafka", port=0)
-        s = s.model_copy(update={"bootstrap_servers": stack.up()})
-    try:
+    with bench_stack(s, "pipeline") as (s, work):  # broker data, worker logs
         tag = os.urandom(3).hex()
         names = {k: f"bench-{k}-{tag}" for k in ("bare-in", "bare-out", "pipe-in", "pipe-out", "dlq",
                                                   "mem-in", "mem-out")}
@@ -205,17 +197,5 @@ def run_bench(s: BenchSettings, as_json: bool = False) -> int:
         if s.measure_memory and s.backlog:
             out["memory"] = measure_memory(s, {"in": names["mem-in"], "out": names["mem-out"],
                                                "dlq": names["dlq"]}, work)
-        ok = True
-    finally:
-        if stack:
-            stack.down()
-        if ok:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            log.error("benchmark failed; broker data and worker logs kept in %s", work)
-    if as_json:
-        print(json.dumps(out))
-    else:
-        for k, v in out.items():
-            print(f"{k:>24}: {v}")
+    print_figures(out, as_json)
     return 0

@@ -10,14 +10,10 @@ Each run also checks that every post reached the output topic exactly once.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -119,18 +115,13 @@ def output_ids(s: ScalingBenchSettings, topic: str) -> Counter:
 
 
 def run_bench(s: ScalingBenchSettings, as_json: bool = False) -> int:
-    from workers.kafka_stack import KafkaStack, create_topics
+    import ray
+
+    from workers.bench_run import bench_stack, print_figures
+    from workers.kafka_stack import create_topics
     from workers.pipeline import init_ray
 
-    logging.getLogger("kafka").setLevel(logging.WARNING)
-    work = Path(tempfile.mkdtemp(prefix="lrsa-bench-scaling-"))
-    stack, ok = None, False
-    if s.embedded:
-        stack = KafkaStack(work / "kafka", port=0)
-        s = s.model_copy(update={"bootstrap_servers": stack.up()})
-    try:
-        import ray
-
+    with bench_stack(s, "scaling") as (s, _):
         init_ray(WorkerSettings(ray_num_cpus=s.ray_num_cpus, ray_address=s.ray_address))
         tag = os.urandom(3).hex()
         out: dict[str, Any] = {"posts": s.posts, "stage_delay_ms": s.stage_delay_ms, "batch_size": s.batch_size,
@@ -142,18 +133,6 @@ def run_bench(s: ScalingBenchSettings, as_json: bool = False) -> int:
             out[f"actors_{actors}_posts_per_s"] = run_once(s, actors, topics)["posts_per_s"]
         out["ratio_2_over_1"] = round(out["actors_2_posts_per_s"] / out["actors_1_posts_per_s"], 3)
         out["ideal_posts_per_s_1_actor"] = round(1000 / s.stage_delay_ms, 1) if s.stage_delay_ms else None
-        ok = True
         ray.shutdown()
-    finally:
-        if stack:
-            stack.down()
-        if ok:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            log.error("benchmark failed; broker data kept in %s", work)
-    if as_json:
-        print(json.dumps(out))
-    else:
-        for k, v in out.items():
-            print(f"{k:>28}: {v}")
+    print_figures(out, as_json)
     return 0
