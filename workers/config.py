@@ -41,6 +41,10 @@ class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
                                     "the partitions of a crashed member move to another")
     ingest_actors: int = Field(1, ge=1, description="ingest actors = consumer group members (partitions spread over them)")
     ingest_num_cpus: float = Field(0.5, ge=0, description="Ray CPUs reserved per ingest actor")
+    ingest_replacements: int = Field(3, ge=0, description="ingest actors the driver replaces in one run when one "
+                                     "dies (node or process lost) or its loop fails (e.g. a fenced producer): the "
+                                     "replacement rejoins the group and redoes the posts not yet committed; one "
+                                     "more failure stops the driver (exit 1) for its supervisor to restart")
     poll_max_records: int = Field(1000, ge=1, description="max records per consumer poll")
     commit_interval_ms: int = Field(500, ge=10, description="how often done offsets are committed (batched manual commits)")
     exactly_once: bool = Field(False, description="transactional output + offsets (Kafka transactions); "

@@ -54,6 +54,9 @@ SPECS: dict[str, tuple[str, str, tuple[str, ...], tuple[float, ...] | None]] = {
     "lrsa_scaling_decisions_total": ("counter", "Pool size changes by the autoscaler, by direction (up/down) and "
                                      "reason (backlog, lag_trend, occupancy, idle, min, max)",
                                      ("stage", "direction", "reason"), None),
+    "lrsa_ingest_actor_replacements_total": ("counter", "Ingest actors the driver replaced after one died or "
+                                             "failed (kind: died = its process or node was lost, failed = its "
+                                             "loop raised)", ("kind",), None),
     "lrsa_consumption_paused": ("gauge", "1 while an operator paused consumption (POST /pause)", (), None),
 }
 
@@ -144,6 +147,9 @@ class DriverMetrics:
 
     def set(self, name: str, value: float, **kv: Any) -> None:
         self._child(name, labels(**kv)).set(value)
+
+    def inc(self, name: str, amount: float = 1.0, **kv: Any) -> None:
+        self._child(name, labels(**kv)).inc(amount)
 
     def zero(self, name: str, **kv: Any) -> None:
         """Create a label set at 0 before its first increment, so it is scraped from the start: a

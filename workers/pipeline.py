@@ -55,6 +55,7 @@ class Pipeline:
         self._control_server: ControlServer | None = None
         self.paused = False          # consumption paused by an operator (POST /pause)
         self.stop_reason = "signal"  # or "drain" (POST /drain)
+        self._replacements = 0       # ingest actors replaced so far (--ingest-replacements)
 
     def _start_control(self) -> bool:
         """The control endpoint; False when its settings are wrong (the worker does not start). A port
@@ -132,8 +133,10 @@ class Pipeline:
         settings = {**s.model_dump(), **s.inline_secrets(), "instance_id": member.instance if member else s.instance_id}
         placement = {"resources": parse_resources(s.ingest_resources)} if s.ingest_resources else {}
         actor_cls = ray.remote(IngestActor).options(num_cpus=s.ingest_num_cpus, max_concurrency=4, **placement)
-        self.actors = [actor_cls.remote(settings, i, pools.handles()) for i in range(s.ingest_actors)]
-        runs = {a.run.remote(): a for a in self.actors}
+        # index i's transactional ids are the same for a replacement, which so fences the one it replaces
+        self._new_ingest = lambda i: actor_cls.remote(settings, i, pools.handles())
+        self.actors = [self._new_ingest(i) for i in range(s.ingest_actors)]
+        runs = {a.run.remote(): i for i, a in enumerate(self.actors)}
         log.info("pipeline up: %d ingest actors, stages %s%s", len(self.actors),
                  {k: len(v) for k, v in pools.actors.items()} or "none (pass-through)",
                  f", transactional ids {transactional_id(s.group_id, member.instance, 0)}.." if member else "")
@@ -165,7 +168,10 @@ class Pipeline:
             for ref in done:
                 try:
                     self._report_final(ray.get(ref))
-                except Exception:
+                except Exception as e:  # noqa: BLE001 - the actor died, or its loop raised
+                    if not stopping and self._replace_ingest(runs, runs[ref], e):
+                        pending.append(next(reversed(runs)))
+                        continue
                     log.exception("an ingest actor failed; stopping (uncommitted work is redone on restart)")
                     self._stop_all()
                     return 1
@@ -177,6 +183,8 @@ class Pipeline:
                 self.statuses = ray.get([a.status.remote() for a in self.actors], timeout=30)
             except ray.exceptions.GetTimeoutError:
                 log.warning("ingest actors' status not in within 30s; asking again")
+            except ray.exceptions.RayActorError as e:  # its run() reports it next and it is replaced
+                log.warning("an ingest actor did not answer its status: %s", str(e).strip().splitlines()[0])
             pools.finish_draining(self.statuses)
             grown_or_shrunk = pools.rescale(self._busy_slot_s(), self.s.max_inflight_batches * len(self.actors),
                                             inflight=self._per_stage("inflight"), queued=self._per_stage("queued"),
@@ -199,6 +207,32 @@ class Pipeline:
                 stop_by = (since or time.monotonic()) + max(self.s.stop_grace_s - STOP_RESERVE_S + 2.0,
                                                             self.s.stop_grace_s * 0.6)
         return 0
+
+    def _replace_ingest(self, runs: dict, index: int, error: BaseException) -> bool:
+        """A new ingest actor in place of index `index`, within --ingest-replacements; False when
+        they are spent. The replacement joins the group; the partitions of the one it replaces come
+        back to the group when that one's session ends (or at once, when it left it), and their
+        posts since the last commit are redone (at-least-once; exactly-once: the old transactions
+        are fenced and aborted, so read_committed consumers see each post once)."""
+        import ray
+
+        if self._replacements >= self.s.ingest_replacements:
+            log.error("ingest %d lost and --ingest-replacements (%d) spent", index, self.s.ingest_replacements)
+            return False
+        self._replacements += 1
+        kind = "died" if isinstance(error, ray.exceptions.RayActorError) else "failed"
+        cause = str(error).strip().splitlines()[-1][:300] if str(error).strip() else type(error).__name__
+        log.error("ingest %d %s (%s); starting a replacement ingest actor (%d of --ingest-replacements %d)",
+                  index, kind, cause, self._replacements, self.s.ingest_replacements)
+        self.metrics.inc("lrsa_ingest_actor_replacements_total", kind=kind)
+        old = self.actors[index]
+        try:
+            ray.kill(old)  # a loop that raised leaves its actor up: end it (and its consumer)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        self.actors[index] = self._new_ingest(index)
+        runs[self.actors[index].run.remote()] = index
+        return True
 
     def _report_final(self, status: dict[str, Any]) -> None:
         """Logged here, not only in the actor: an actor's log lines reach the driver's log
