@@ -40,3 +40,26 @@ def test_the_check_sees_a_violation(tmp_path: Path) -> None:
     f = tmp_path / "m.py"
     f.write_text("def f():\n    from workers.config import WorkerSettings\n    import ray.util\n")
     assert [n for _, n in imports(f)] == ["workers.config", "ray.util"]
+
+
+# Modules inside a room held to a narrower rule than the room's: workers/batch_scheduler.py is the
+# ingest actor's Kafka- and Ray-free scheduler (tested with plain fakes), and it imports only
+# modules that are Kafka- and Ray-free themselves.
+NARROW = {"workers/batch_scheduler.py": {"ray", "kafka"}}
+
+
+@pytest.mark.parametrize("module", sorted(NARROW))
+def test_narrow_modules_import_only_what_their_rule_allows(module: str) -> None:
+    def closure(path: Path, seen: set[Path]) -> list[str]:
+        out = []
+        for line, name in imports(path):
+            if name.split(".")[0] in NARROW[module]:
+                out.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
+            dep = ROOT / (name.replace(".", "/") + ".py")
+            if name.split(".")[0] in {"workers", "lrsa"} and dep.exists() and dep not in seen:
+                seen.add(dep)
+                out += closure(dep, seen)
+        return out
+
+    bad = closure(ROOT / module, {ROOT / module})
+    assert not bad, f"{module} reaches a banned import:\n" + "\n".join(bad)
