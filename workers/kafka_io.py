@@ -71,7 +71,8 @@ def _connect(settings: KafkaClientSettings, make: Callable[[], T]) -> T:
         # kafka-python retries a refused login until its bootstrap timeout, then says only that it
         # timed out: a broker that accepts TCP but not this client refused its credentials or TLS
         if settings.kafka_security_protocol != "PLAINTEXT" and _reachable(settings.bootstrap_servers):
-            raise KafkaAuthError(_auth_message(settings, e)) from None
+            tls = _tls_problem(settings)
+            raise KafkaAuthError(_tls_message(settings, tls) if tls else _auth_message(settings, e)) from None
         raise
 
 
@@ -84,6 +85,42 @@ def _reachable(bootstrap_servers: str) -> bool:
         except (OSError, ValueError):
             continue
     return False
+
+
+def _tls_problem(settings: KafkaClientSettings) -> str | None:
+    """Why a TLS handshake with the first reachable broker fails with these settings (kafka-python
+    logs it and then reports only a timeout), or None when it succeeds or TLS is not used."""
+    import ssl
+
+    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    try:
+        context = ssl.create_default_context(cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile
+                                             else None)
+        context.check_hostname = settings.kafka_ssl_check_hostname
+        if settings.kafka_ssl_certfile:
+            context.load_cert_chain(str(settings.kafka_ssl_certfile),
+                                    str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None)
+    except (OSError, ssl.SSLError) as e:
+        return f"the TLS files cannot be loaded ({type(e).__name__}: {e})"
+    for address in settings.bootstrap_servers.split(","):
+        host, _, port = address.strip().rpartition(":")
+        host = host.strip("[]")
+        try:
+            with socket.create_connection((host, int(port)), timeout=3) as sock, \
+                    context.wrap_socket(sock, server_hostname=host):
+                return None
+        except ssl.SSLError as e:
+            return f"the TLS handshake with {address.strip()} failed ({type(e).__name__}: {e})"
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _tls_message(settings: KafkaClientSettings, problem: str) -> str:
+    return (f"Kafka at {settings.bootstrap_servers}: {problem}, so this client ({settings.describe()}) cannot "
+            f"connect; check LRSA_KAFKA_SSL_CAFILE (the CA that signed the brokers' certificates; none: the "
+            f"system's CAs), LRSA_KAFKA_SSL_CHECK_HOSTNAME and LRSA_KAFKA_SSL_CERTFILE/KEYFILE")
 
 
 def _auth_message(settings: KafkaClientSettings, e: Exception) -> str:

@@ -44,6 +44,7 @@ class StackState:
     port: int
     controller_port: int
     sasl_port: int | None = None
+    sasl_ssl_port: int | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -52,7 +53,8 @@ class StackState:
 
 def _server_properties(data_dir: Path, port: int, controller_port: int, sasl_port: int | None = None,
                        sasl_users: dict[str, str] | None = None, node_id: int = 1, voters: str | None = None,
-                       replication: int = 1) -> str:
+                       replication: int = 1, sasl_ssl_port: int | None = None,
+                       tls_keystore_pem: Path | None = None) -> str:
     """One KRaft node (broker + controller). A cluster (workers/kafka_cluster.py) gives each node its
     id, the quorum's voters and the replication its internal topics and new topics get."""
     props = {
@@ -96,6 +98,19 @@ def _server_properties(data_dir: Path, port: int, controller_port: int, sasl_por
             f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};"
         props["listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config"] = \
             "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    if sasl_ssl_port:  # the same users over TLS: the broker's key and certificate chain from one PEM file
+        props["listeners"] += f",SASL_SSL://127.0.0.1:{sasl_ssl_port}"
+        props["advertised.listeners"] += f",SASL_SSL://127.0.0.1:{sasl_ssl_port}"
+        props["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+        props["sasl.enabled.mechanisms"] = "PLAIN,SCRAM-SHA-512"
+        users = " ".join(f'user_{name}="{password}"' for name, password in (sasl_users or {}).items())
+        props["listener.name.sasl_ssl.plain.sasl.jaas.config"] = \
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};"
+        props["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"] = \
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        # PEM keystore: an unencrypted PKCS#8 key, so no ssl.key.password (Kafka refuses one then)
+        props["listener.name.sasl_ssl.ssl.keystore.type"] = "PEM"
+        props["listener.name.sasl_ssl.ssl.keystore.location"] = tls_keystore_pem
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
@@ -107,15 +122,22 @@ def min_insync(replication: int) -> int:
 class KafkaStack:
     def __init__(self, data_dir: Path, port: int | None = None, controller_port: int = 0, heap: str = "512m",
                  sasl_users: dict[str, str] | None = None, node_id: int = 1, voters: str | None = None,
-                 replication: int = 1, cluster_id: str | None = None):
+                 replication: int = 1, cluster_id: str | None = None, tls_keystore_pem: Path | None = None):
         """port None: the data dir's port, else 9092; 0: a free port. Same for controller_port.
         sasl_users (name -> password): also a SASL_PLAINTEXT listener (`sasl_bootstrap`) where these
-        users log in with PLAIN or SCRAM-SHA-512."""
+        users log in with PLAIN or SCRAM-SHA-512. tls_keystore_pem (with sasl_users): also a SASL_SSL
+        listener (`sasl_ssl_bootstrap`) for the same users, its TLS key (unencrypted PKCS#8) and
+        certificate chain read from that one PEM file."""
+        if tls_keystore_pem and not sasl_users:
+            raise ValueError("a SASL_SSL listener (tls_keystore_pem) needs sasl_users")
         self.dir = Path(data_dir)
         self.heap = heap
         self.sasl_users = sasl_users
+        self.tls_keystore_pem = Path(tls_keystore_pem).resolve() if tls_keystore_pem else None
         self.node_id, self.voters, self.replication, self.cluster_id = node_id, voters, replication, cluster_id
-        self.sasl_port = free_ports(1)[0] if sasl_users else None
+        spare_client = iter(free_ports(2) if sasl_users else ())
+        self.sasl_port = next(spare_client) if sasl_users else None
+        self.sasl_ssl_port = next(spare_client) if self.tls_keystore_pem else None
         saved = self._load()
         # Ports chosen once stay with the data dir: the quorum address is part of the cluster.
         if saved and not port:
@@ -136,6 +158,10 @@ class KafkaStack:
         return f"127.0.0.1:{self.sasl_port}" if self.sasl_port else None
 
     @property
+    def sasl_ssl_bootstrap(self) -> str | None:
+        return f"127.0.0.1:{self.sasl_ssl_port}" if self.sasl_ssl_port else None
+
+    @property
     def state_file(self) -> Path:
         return self.dir / "stack.json"
 
@@ -147,7 +173,7 @@ class KafkaStack:
 
     def _save(self, pid: int | None) -> None:
         self.state_file.write_text(json.dumps(asdict(StackState(pid, self.port, self.controller_port,
-                                                                self.sasl_port))))
+                                                                self.sasl_port, self.sasl_ssl_port))))
 
     def _java(self, main: str, *args: str, heap: str = "256m") -> list[str]:
         return ["java", f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
@@ -178,7 +204,8 @@ class KafkaStack:
         self.dir.mkdir(parents=True, exist_ok=True)
         props = self.dir / "server.properties"
         props.write_text(_server_properties(self.dir, self.port, self.controller_port, self.sasl_port,
-                                            self.sasl_users, self.node_id, self.voters, self.replication))
+                                            self.sasl_users, self.node_id, self.voters, self.replication,
+                                            self.sasl_ssl_port, self.tls_keystore_pem))
         if not (self.dir / "logs" / "meta.properties").exists():
             self._format(props, self.cluster_id)
         out = open(self.dir / "broker.out", "ab")

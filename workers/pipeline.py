@@ -216,6 +216,12 @@ class Pipeline:
         are fenced and aborted, so read_committed consumers see each post once)."""
         import ray
 
+        from workers.kafka_security import KafkaAuthError
+
+        if isinstance(error, KafkaAuthError):  # ray.get raises the actor's error as its cause's type too
+            log.error("ingest %d: Kafka refused its credentials or TLS settings; a replacement would be "
+                      "refused the same way, so none is started", index)
+            return False
         if self._replacements >= self.s.ingest_replacements:
             log.error("ingest %d lost and --ingest-replacements (%d) spent", index, self.s.ingest_replacements)
             return False

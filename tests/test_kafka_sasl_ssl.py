@@ -1,0 +1,197 @@
+"""Kafka over SASL_SSL (issue 22): the embedded broker with a SASL_SSL listener whose certificate a
+throwaway CA made by this module signed. The real worker (`lrsa run`, its own process) with the
+right SCRAM credentials and the CA reads every post and writes one result each over TLS; a wrong
+password fails fast with an error naming the settings and consumes nothing; a client that does not
+trust the CA fails with an error that says TLS and names LRSA_KAFKA_SSL_CAFILE."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import time
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from streaming_helpers import kill_started_workers, make_dataset, start_worker, wait_exit
+from workers import kafka_io
+from workers.config import KafkaClientSettings
+from workers.kafka_security import KafkaAuthError
+from workers.kafka_stack import KafkaStack, create_topics
+
+pytestmark = [pytest.mark.kafka]
+
+USER, PASSWORD = "alice", "tls-S3cret-Pa55"
+
+
+def make_ca_and_broker_cert(out: Path) -> tuple[Path, Path]:
+    """A throwaway CA (ca.pem) and a broker certificate for 127.0.0.1 / localhost signed by it; the
+    broker's unencrypted PKCS#8 key and its certificate chain in one PEM file (broker.pem)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "LRSA test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    ca_file, keystore = out / "ca.pem", out / "broker.pem"
+    ca_file.write_bytes(ca.public_bytes(pem))
+    keystore.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+                         + cert.public_bytes(pem) + ca.public_bytes(pem))
+    return ca_file, keystore
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    """(stack, ca file, password file): a broker with PLAINTEXT (set-up only), SASL_PLAINTEXT and SASL_SSL."""
+    d = tmp_path_factory.mktemp("kafka-sasl-ssl")
+    ca_file, keystore = make_ca_and_broker_cert(d)
+    password_file = d / "password"
+    password_file.write_text(PASSWORD + "\n")  # as a mounted Secret: trailing newline
+    stack = KafkaStack(d / "kafka", port=0, heap="256m", sasl_users={USER: PASSWORD}, tls_keystore_pem=keystore)
+    stack.up()
+    yield stack, ca_file, password_file
+    kill_started_workers()
+    stack.down()
+
+
+def tls_settings(stack: KafkaStack, ca_file: Path | None, **kw) -> KafkaClientSettings:
+    kw.setdefault("kafka_sasl_password", PASSWORD)
+    return KafkaClientSettings(bootstrap_servers=stack.sasl_ssl_bootstrap, kafka_security_protocol="SASL_SSL",
+                               kafka_sasl_mechanism="SCRAM-SHA-512", kafka_sasl_username=USER,
+                               kafka_ssl_cafile=ca_file, **kw)
+
+
+def read_topic(s: KafkaClientSettings, topic: str, timeout_s: float = 30) -> list:
+    """Every record of the topic up to its end offsets, read over the settings' (TLS) connection."""
+    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, **s.client_options())
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends, records, deadline = consumer.end_offsets(parts), [], time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end in {timeout_s}s"
+            for recs in consumer.poll(timeout_ms=500).values():
+                records.extend(recs)
+        return records
+    finally:
+        consumer.close()
+
+
+def worker_env(stack: KafkaStack, ca_file: Path, password_file: Path) -> dict[str, str]:
+    return {"LRSA_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "LRSA_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "LRSA_KAFKA_SASL_USERNAME": USER, "LRSA_KAFKA_SASL_PASSWORD_FILE": str(password_file),
+            "LRSA_KAFKA_SSL_CAFILE": str(ca_file)}
+
+
+def topics(stack: KafkaStack, name: str) -> dict[str, str]:
+    t = {"in": f"{name}-in", "out": f"{name}-out", "dlq": f"{name}-dlq"}
+    create_topics(stack.bootstrap, list(t.values()), 2)  # set-up over the plaintext listener
+    return t
+
+
+def group_offsets(stack: KafkaStack, group: str, timeout_s: float = 30) -> dict:
+    """The group's committed offsets (over the plaintext listener). On a fresh broker the offsets
+    topic is made by the first FindCoordinator: until then the coordinator is not available."""
+    from kafka.errors import CoordinatorNotAvailableError
+
+    admin = kafka_io.admin(KafkaClientSettings(bootstrap_servers=stack.bootstrap))
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                return admin.list_group_offsets(group).get(group, {})
+            except CoordinatorNotAvailableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        admin.close()
+
+
+def test_the_worker_reads_and_writes_every_post_over_sasl_ssl(tls, tmp_path) -> None:
+    stack, ca_file, password_file = tls
+    s = tls_settings(stack, ca_file, kafka_sasl_password=None, kafka_sasl_password_file=password_file)
+    t = topics(stack, "tls-e2e")
+    data = make_dataset(60, 0, seed=22)
+    producer = kafka_io.producer(s)
+    futures = [producer.send(t["in"], key=k, value=v) for k, v in data.values]
+    producer.flush(timeout=30)
+    for f in futures:
+        f.get(timeout=0)
+    producer.close()
+
+    log = tmp_path / "worker.log"
+    # bootstrap: only the SASL_SSL listener, so every client of the worker goes over TLS
+    worker = start_worker(stack.sasl_ssl_bootstrap, t, "tls-e2e", "--exit-when-idle", "2", log=log,
+                          env=worker_env(stack, ca_file, password_file))
+    code = wait_exit(worker, 150, log)
+    text = log.read_text()
+    assert code == 0, text[-4000:]
+    results = read_topic(s, t["out"])
+    ids = [r.key.decode() for r in results]
+    assert sorted(ids) == sorted(data.good_ids) and len(ids) == len(set(ids)) == 60
+    assert all(json.loads(r.value)["post_id"] == r.key.decode() for r in results)
+    assert read_topic(s, t["dlq"]) == []
+    assert PASSWORD not in text
+    assert all(PASSWORD not in p.read_text(errors="replace") for p in Path(stack.dir).glob("*.log"))
+
+
+def test_a_wrong_password_fails_fast_with_a_clear_error_and_consumes_nothing(tls, tmp_path) -> None:
+    stack, ca_file, _ = tls
+    t = topics(stack, "tls-refused")
+    KafkaProducer(bootstrap_servers=stack.bootstrap).send(t["in"], key=b"p", value=b'{"id": "p", "text": "x"}').get(30)
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not-the-password\n")
+    log = tmp_path / "worker.log"
+    env = {**worker_env(stack, ca_file, wrong), "LRSA_KAFKA_AUTH_TIMEOUT_S": "5"}
+    start = time.monotonic()
+    worker = start_worker(stack.sasl_ssl_bootstrap, t, "tls-refused", "--exit-when-idle", "2", log=log, env=env)
+    code = wait_exit(worker, 60, log)
+    took = time.monotonic() - start
+    text = log.read_text()
+    print(f"the worker with a wrong password exited {code} after {took:.1f}s")
+    assert code != 0 and took < 60, text[-4000:]
+    assert "refused" in text and USER in text and "LRSA_KAFKA_SASL_PASSWORD" in text, text[-4000:]
+    assert "none is started" in text  # no replacement ingest actors: they would be refused the same way
+    assert "not-the-password" not in text and PASSWORD not in text
+    assert group_offsets(stack, "tls-refused") == {}
+    assert read_topic(KafkaClientSettings(bootstrap_servers=stack.bootstrap), t["out"]) == []
+
+
+def test_a_client_that_does_not_trust_the_ca_fails_with_a_clear_tls_error(tls) -> None:
+    stack, _, _ = tls
+    s = tls_settings(stack, None, kafka_auth_timeout_s=5)  # the system's CAs: not the throwaway one
+    start = time.monotonic()
+    with pytest.raises(KafkaAuthError) as refused:
+        kafka_io.consumer(s, "tls-untrusted", group_id="tls-untrusted")
+    assert time.monotonic() - start < 30
+    message = str(refused.value)
+    assert "TLS" in message and "certificate verify failed" in message and "LRSA_KAFKA_SSL_CAFILE" in message
+    assert PASSWORD not in message
