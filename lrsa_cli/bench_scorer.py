@@ -15,6 +15,7 @@ import logging
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,9 @@ class BenchScorerSettings(LrsaSettings):
     round_batches: int = Field(2, ge=1, description="batches per path per round (paths take turns)")
     concurrency: int = Field(2, ge=1, description="batches in flight to Triton")
     threads: int = Field(2, ge=1, description="torch threads, in-process and per Triton instance")
+    instances: str = Field("1", description="Triton model instances (as `lrsa serve --instances`), comma "
+                           "separated: with several (e.g. 1,2) one server per count runs, measured in turns "
+                           "on the same batches, and each count's ratio to the first is printed")
     clients: str = Field("aio,sync", description="tritonclient flavours to measure, comma separated")
     device: str = Field("cpu", description="device of the in-process model (cuda for a GPU)")
     dtype: str = Field("float32", description="dtype of the in-process model: float32 | bfloat16")
@@ -169,25 +173,36 @@ def run_bench(s: BenchScorerSettings) -> dict[str, Any]:
     batches = [(texts[i:i + bs], rationales[i:i + bs], descriptions[i:i + bs]) for i in range(0, len(texts), bs)]
     rounds = [batches[i:i + s.round_batches] for i in range(0, len(batches), s.round_batches)]
     clients = [c.strip() for c in s.clients.split(",") if c.strip()]
-    elapsed: dict[str, float] = {"in_process": 0.0, **{f"triton_{c}": 0.0 for c in clients}}
-    with tempfile.TemporaryDirectory(prefix="lrsa-bench-scorer-") as tmp:
-        repo = render_repository(Path(tmp) / "repo", checkpoint, threads=s.threads)
-        with TritonServer(repo, http_port=0, grpc_port=0, metrics_port=0, workdir=Path(tmp)) as server:
-            paths = {"in_process": InProcess(checkpoint, s),
-                     **{f"triton_{c}": ThroughTriton(server.grpc_url, checkpoint, s, c) for c in clients}}
-            try:
-                for path in paths.values():
-                    path.run(batches[: s.warmup])
-                paths["in_process"].spent = dict.fromkeys(paths["in_process"].spent, 0.0)
-                for part in tqdm(rounds, desc="rounds (every path, same batches)", unit="round"):
-                    for name, path in paths.items():
-                        start = time.perf_counter()
-                        path.run(part)
-                        elapsed[name] += time.perf_counter() - start
-                merged = mean_executed_batch(server.grpc_url)
-            finally:
-                for path in paths.values():
-                    path.close()
+    counts = [int(n) for n in s.instances.split(",") if n.strip()]
+
+    def key(client: str, n: int) -> str:
+        return f"triton_{client}" if len(counts) == 1 else f"triton_{client}_x{n}"
+
+    elapsed: dict[str, float] = {"in_process": 0.0, **{key(c, n): 0.0 for n in counts for c in clients}}
+    merged: dict[int, float] = {}
+    with tempfile.TemporaryDirectory(prefix="lrsa-bench-scorer-") as tmp, ExitStack() as servers:
+        urls = {}
+        for n in counts:
+            repo = render_repository(Path(tmp) / f"repo-x{n}", checkpoint, threads=s.threads, instance_count=n)
+            (Path(tmp) / f"server-x{n}").mkdir()
+            server = servers.enter_context(TritonServer(repo, http_port=0, grpc_port=0, metrics_port=0,
+                                                        workdir=Path(tmp) / f"server-x{n}"))
+            urls[n] = server.grpc_url
+        paths = {"in_process": InProcess(checkpoint, s),
+                 **{key(c, n): ThroughTriton(urls[n], checkpoint, s, c) for n in counts for c in clients}}
+        try:
+            for path in paths.values():
+                path.run(batches[: s.warmup])
+            paths["in_process"].spent = dict.fromkeys(paths["in_process"].spent, 0.0)
+            for part in tqdm(rounds, desc="rounds (every path, same batches)", unit="round"):
+                for name, path in paths.items():
+                    start = time.perf_counter()
+                    path.run(part)
+                    elapsed[name] += time.perf_counter() - start
+            merged = {n: mean_executed_batch(urls[n]) for n in counts}
+        finally:
+            for path in paths.values():
+                path.close()
     posts = len(batches) * bs
     base = posts / elapsed["in_process"]
     spent = paths["in_process"].spent
@@ -196,10 +211,15 @@ def run_bench(s: BenchScorerSettings) -> dict[str, Any]:
                               "dtype": s.dtype,
                               "in_process": {"posts_per_s": base, **{f"{k}_ms_per_batch": v * 1000 / len(batches)
                                                                      for k, v in spent.items()}}}
-    result["triton_mean_executed_batch"] = merged
-    for c in clients:
-        rate = posts / elapsed[f"triton_{c}"]
-        result[f"triton_{c}"] = {"posts_per_s": rate, "ratio_vs_in_process": rate / base}
+    result["triton_mean_executed_batch"] = merged[counts[0]]
+    result["instances"] = counts
+    for n in counts:
+        for c in clients:
+            rate = posts / elapsed[key(c, n)]
+            result[key(c, n)] = {"posts_per_s": rate, "ratio_vs_in_process": rate / base, "instances": n,
+                                 "mean_executed_batch": merged[n]}
+            if n != counts[0]:
+                result[key(c, n)][f"ratio_vs_x{counts[0]}"] = rate / (posts / elapsed[key(c, counts[0])])
     return result
 
 
@@ -210,7 +230,10 @@ def format_result(r: dict[str, Any]) -> str:
              f"  in-process         {ip['posts_per_s']:8.1f} posts/s   (per batch: encode {ip['encode_ms_per_batch']:.1f} ms, "
              f"forward {ip['forward_ms_per_batch']:.1f} ms, decode {ip['decode_ms_per_batch']:.1f} ms)"]
     for key in (k for k in r if k.startswith("triton_") and isinstance(r[k], dict)):
+        extra = "".join(f", {k.removeprefix('ratio_vs_')} instance(s): {v:.2f}x" for k, v in r[key].items()
+                        if k.startswith("ratio_vs_x"))
         lines.append(f"  {key:<18} {r[key]['posts_per_s']:8.1f} posts/s   ratio vs in-process "
-                     f"{r[key]['ratio_vs_in_process']:.2f}x  ({r['concurrency']} batches in flight)")
+                     f"{r[key]['ratio_vs_in_process']:.2f}x{extra}  ({r['concurrency']} batches in flight, "
+                     f"{r[key]['instances']} instance(s))")
     lines.append(f"  Triton ran {r['triton_mean_executed_batch']:.1f} posts per forward pass (dynamic batching)")
     return "\n".join(lines)
