@@ -49,7 +49,7 @@ class KafkaFeed:
                     bootstrap_servers=self.s.bootstrap_servers, group_id=None, enable_auto_commit=False,
                     isolation_level="read_committed", max_partition_fetch_bytes=self.s.max_message_bytes,
                     fetch_max_bytes=max(self.s.max_message_bytes, 52_428_800), request_timeout_ms=15_000,
-                    metadata_max_age_ms=int(self.s.metadata_interval_s * 1000))
+                    metadata_max_age_ms=int(self.s.metadata_interval_s * 1000), **self.s.client_options())
             except Exception as e:  # noqa: BLE001 - e.g. NoBrokersAvailable: report, retry
                 self.status({"type": "status", "kafka": f"unreachable: {type(e).__name__}: {e}"[:300]})
                 self._stop.wait(backoff)

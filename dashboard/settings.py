@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from lrsa.settings import LrsaSettings
+from lrsa.kafka_security import KafkaSecurity
 
 
-class DashboardSettings(LrsaSettings):
-    """`lrsa dashboard`: the live web page over the aggregates, alerts and results topics."""
+class DashboardSettings(KafkaSecurity):
+    """`lrsa dashboard`: the live web page over the aggregates, alerts and results topics (its
+    Kafka reader takes the same LRSA_KAFKA_* security settings as every other client)."""
 
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated")
     aggregates_topic: str = Field("lrsa.aggregates", description="compacted topic of entity window aggregates "

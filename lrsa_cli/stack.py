@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lrsa.kafka_security import KafkaSecurity
+
 log = logging.getLogger(__name__)
 
 
@@ -50,14 +52,17 @@ def local_stack(workdir: Path, checkpoint: Path, *, triton_threads: int | None =
         kafka.down()
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[dict]:
-    """Every record of `topic` up to its end offsets, as JSON; TimeoutError past the deadline."""
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0,
+               security: KafkaSecurity | None = None) -> list[dict]:
+    """Every record of `topic` up to its end offsets, as JSON; TimeoutError past the deadline.
+    security: the LRSA_KAFKA_* settings (none: PLAINTEXT, as the embedded broker's listener)."""
     from kafka import KafkaConsumer, TopicPartition
 
     from workers.config import MAX_MESSAGE_BYTES
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                             max_partition_fetch_bytes=MAX_MESSAGE_BYTES)
+                             max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
+                             **(security.client_options() if security else {}))
     try:
         deadline = time.monotonic() + timeout_s
         partitions = consumer.partitions_for_topic(topic)

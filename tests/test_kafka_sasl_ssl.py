@@ -2,20 +2,24 @@
 throwaway CA made by this module signed. The real worker (`lrsa run`, its own process) with the
 right SCRAM credentials and the CA reads every post and writes one result each over TLS; a wrong
 password fails fast with an error naming the settings and consumes nothing; a client that does not
-trust the CA fails with an error that says TLS and names LRSA_KAFKA_SSL_CAFILE."""
+trust the CA fails with an error that says TLS and names LRSA_KAFKA_SSL_CAFILE. `lrsa aggregate`
+(Quix Streams, librdkafka) reads and writes over the same listener with the same settings."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streaming_helpers import kill_started_workers, make_dataset, start_worker, wait_exit
+from streaming_helpers import REPO, kill_started_workers, kill_tree, make_dataset, start_worker, wait_exit
 from workers import kafka_io
 from workers.config import KafkaClientSettings
 from workers.kafka_security import KafkaAuthError
@@ -195,3 +199,76 @@ def test_a_client_that_does_not_trust_the_ca_fails_with_a_clear_tls_error(tls) -
     message = str(refused.value)
     assert "TLS" in message and "certificate verify failed" in message and "LRSA_KAFKA_SSL_CAFILE" in message
     assert PASSWORD not in message
+
+
+def run_aggregate(stack: KafkaStack, name: str, tmp_path: Path, log: Path, env: dict[str, str],
+                  timeout_s: float = 120) -> int:
+    """`lrsa aggregate` as its own process over the SASL_SSL listener, security settings by env
+    (the shared LRSA_KAFKA_* names, not its own LRSA_AGGREGATE_ prefix); its exit code."""
+    cmd = [sys.executable, "-m", "lrsa_cli.main", "aggregate", "--bootstrap-servers", stack.sasl_ssl_bootstrap,
+           "--input-topic", f"{name}-in", "--aggregates-topic", f"{name}-agg", "--alerts-topic", f"{name}-alerts",
+           "--group-id", name, "--state-dir", str(tmp_path / "state"), "--windows", "10s",
+           "--allowed-lateness-s", "1", "--commit-interval-s", "0.5", "--metrics-port", "0",
+           "--exit-when-idle-s", "4"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env}, stdout=open(log, "ab"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)
+        raise AssertionError(f"lrsa aggregate did not finish in {timeout_s}s; log:\n{log.read_text()[-4000:]}") \
+            from None
+
+
+def test_lrsa_aggregate_reads_and_writes_over_sasl_ssl(tls, tmp_path) -> None:
+    """`lrsa aggregate` (Quix Streams: librdkafka, not kafka-python) with the same settings by env:
+    its windows over TLS equal the counts computed straight from the input."""
+    from aggregate_helpers import BASE_MS, expected_windows, result
+
+    stack, ca_file, password_file = tls
+    s = tls_settings(stack, ca_file)
+    name = "tls-agg"
+    create_topics(stack.bootstrap, [f"{name}-in"], 1)
+    seq = [result(f"a{i}", BASE_MS + i * 1000, [(entity, ("positive", "negative", "neutral")[i % 3])])
+           for i in range(40) for entity in ("Acme", "Beta")[: 1 + i % 2]]
+    seq += [result(f"closer-{e}", BASE_MS + 120_000, [(e, "neutral")]) for e in ("Acme", "Beta")]
+    producer = kafka_io.producer(s)
+    for r in seq:
+        producer.send(f"{name}-in", key=r["post_id"].encode(), value=json.dumps(r).encode())
+    producer.flush(timeout=30)
+    producer.close()
+
+    log = tmp_path / "aggregate.log"
+    code = run_aggregate(stack, name, tmp_path, log, worker_env(stack, ca_file, password_file))
+    text = log.read_text()
+    assert code == 0, text[-4000:]
+    assert PASSWORD not in text
+    consumer = KafkaConsumer(f"{name}-agg", bootstrap_servers=s.bootstrap_servers, auto_offset_reset="earliest",
+                             isolation_level="read_committed", **s.client_options())
+    latest, deadline = {}, time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline and len(latest) < len(expected_windows(seq, "10s", 10_000)):
+            for records in consumer.poll(timeout_ms=500).values():
+                latest.update({r.key.decode(): json.loads(r.value) for r in records})
+        for _ in range(4):  # later versions of the same windows
+            for records in consumer.poll(timeout_ms=500).values():
+                latest.update({r.key.decode(): json.loads(r.value) for r in records})
+    finally:
+        consumer.close()
+    assert {k: v["counts"] for k, v in latest.items()} == expected_windows(seq, "10s", 10_000)
+
+
+def test_lrsa_aggregate_with_a_wrong_password_fails_fast_with_a_clear_error(tls, tmp_path) -> None:
+    stack, ca_file, _ = tls
+    create_topics(stack.bootstrap, ["tls-agg-refused-in"], 1)
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not-the-password\n")
+    log = tmp_path / "aggregate.log"
+    start = time.monotonic()
+    code = run_aggregate(stack, "tls-agg-refused", tmp_path, log,
+                         {**worker_env(stack, ca_file, wrong), "LRSA_KAFKA_AUTH_TIMEOUT_S": "5"}, timeout_s=60)
+    text = log.read_text()
+    assert code != 0 and time.monotonic() - start < 60, text[-4000:]
+    assert "KafkaAuthError" in text and USER in text and "LRSA_KAFKA_SASL_PASSWORD" in text, text[-4000:]
+    assert "not-the-password" not in text
+    assert group_offsets(stack, "tls-agg-refused") == {}

@@ -75,10 +75,11 @@ class AggregateMetrics:
 def ensure_output_topics(s: AggregateSettings) -> None:
     """The aggregates topic compacted (an upsert per key), the alerts topic plain; an existing
     aggregates topic that is not compacted is reported, not changed."""
-    from kafka import KafkaAdminClient
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    admin = KafkaAdminClient(bootstrap_servers=s.bootstrap_servers, request_timeout_ms=30_000)
+    from workers import kafka_io
+
+    admin = kafka_io.admin(s, request_timeout_ms=30_000)  # with the security settings
     try:
         existing = set(admin.list_topics())
         wanted = {s.aggregates_topic: {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
@@ -108,6 +109,8 @@ class Aggregator:
         from quixstreams import Application
         from quixstreams.models.serializers.json import JSONDeserializer
 
+        from workers.kafka_security import quix_broker_address
+
         self.s = s
         self.metrics = metrics or AggregateMetrics()
         producer_cfg: dict[str, Any] = {}
@@ -116,7 +119,7 @@ class Aggregator:
                             "transaction.timeout.ms": s.transaction_timeout_ms}
         s.state_dir.mkdir(parents=True, exist_ok=True)
         self.app = Application(
-            broker_address=s.bootstrap_servers, consumer_group=s.group_id,
+            broker_address=quix_broker_address(s, s.bootstrap_servers), consumer_group=s.group_id,
             auto_offset_reset=s.auto_offset_reset, commit_interval=s.commit_interval_s,
             state_dir=str(s.state_dir), processing_guarantee="exactly-once" if s.exactly_once else "at-least-once",
             producer_extra_config=producer_cfg, loglevel=None,

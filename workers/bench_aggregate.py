@@ -51,12 +51,12 @@ def make_result(i: int, rng: random.Random, entities: int, t_ms: int, entity: st
                          "confidence": round(rng.random(), 3)} for n in names]}
 
 
-def fill(bootstrap: str, topic: str, n: int, entities: int) -> None:
+def fill(bootstrap: str, topic: str, n: int, entities: int, options: dict[str, Any] | None = None) -> None:
     from kafka import KafkaProducer
 
     rng = random.Random(0)
     base = int(time.time() * 1000) - n * 10
-    p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024)
+    p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024, **(options or {}))
     try:
         for i in range(n):
             r = make_result(i, rng, entities, base + i * 10)
@@ -66,11 +66,11 @@ def fill(bootstrap: str, topic: str, n: int, entities: int) -> None:
         p.close()
 
 
-def bare_loop(bootstrap: str, topic: str, n: int) -> float:
+def bare_loop(bootstrap: str, topic: str, n: int, options: dict[str, Any] | None = None) -> float:
     from kafka import KafkaConsumer
 
     c = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                      group_id=f"bench-bare-{os.urandom(3).hex()}", enable_auto_commit=False)
+                      group_id=f"bench-bare-{os.urandom(3).hex()}", enable_auto_commit=False, **(options or {}))
     seen, first, deadline = 0, None, time.monotonic() + 300
     try:
         while seen < n and time.monotonic() < deadline:
@@ -144,7 +144,7 @@ def freshness_run(s: AggregateSettings, rate: float, duration_s: float, entities
 
     def load() -> None:
         c = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, isolation_level="read_committed",
-                          enable_auto_commit=False)
+                          enable_auto_commit=False, **s.client_options())
         try:
             parts = [TopicPartition(s.aggregates_topic, p) for p in c.partitions_for_topic(s.aggregates_topic)]
             c.assign(parts)
@@ -163,7 +163,7 @@ def freshness_run(s: AggregateSettings, rate: float, duration_s: float, entities
 
             reader = threading.Thread(target=read, daemon=True)
             reader.start()
-            p = KafkaProducer(bootstrap_servers=s.bootstrap_servers, linger_ms=5)
+            p = KafkaProducer(bootstrap_servers=s.bootstrap_servers, linger_ms=5, **s.client_options())
             rng = random.Random(1)
             # the aggregator's start-up (topics, assignment, recovery) is not freshness: wait until
             # a warm-up result is visible before the timed load starts
@@ -233,8 +233,8 @@ def run_bench(s: AggregateBenchSettings, as_json: bool = False) -> int:
     with bench_stack(s, "aggregate") as (s, work):
         tag = os.urandom(3).hex()
         tin, fin = f"bench-agg-in-{tag}", f"bench-agg-live-{tag}"
-        create_topics(s.bootstrap_servers, [tin, fin], s.partitions)
-        fill(s.bootstrap_servers, tin, s.results, s.entities)
+        create_topics(s.bootstrap_servers, [tin, fin], s.partitions, security=s)
+        fill(s.bootstrap_servers, tin, s.results, s.entities, s.client_options())
         common = {"allowed_lateness_s": max(s.allowed_lateness_s, 86400.0), "exit_when_idle_s": None,
                   "metrics_port": None}
         thr = s.model_copy(update={**common, "input_topic": tin, "group_id": f"bench-agg-{tag}",
@@ -243,7 +243,7 @@ def run_bench(s: AggregateBenchSettings, as_json: bool = False) -> int:
         out: dict[str, Any] = {"results": s.results, "entities": s.entities, "partitions": s.partitions,
                                "windows": s.windows, "exactly_once": s.exactly_once,
                                "commit_interval_s": s.commit_interval_s, "cpus": os.cpu_count()}
-        out["bare_results_per_s"] = round(bare_loop(s.bootstrap_servers, tin, s.results), 1)
+        out["bare_results_per_s"] = round(bare_loop(s.bootstrap_servers, tin, s.results, s.client_options()), 1)
         out["aggregate_results_per_s"] = round(aggregator_run(thr, s.results), 1)
         out["ratio"] = round(out["aggregate_results_per_s"] / out["bare_results_per_s"], 3)
         live = s.model_copy(update={**common, "input_topic": fin, "group_id": f"bench-agg-live-{tag}",

@@ -179,7 +179,7 @@ def run_bench(s: BenchSettings, as_json: bool = False) -> int:
         tag = os.urandom(3).hex()
         names = {k: f"bench-{k}-{tag}" for k in ("bare-in", "bare-out", "pipe-in", "pipe-out", "dlq",
                                                   "mem-in", "mem-out")}
-        create_topics(s.bootstrap_servers, list(names.values()), s.partitions)
+        create_topics(s.bootstrap_servers, list(names.values()), s.partitions, security=s)
         out: dict[str, Any] = {"posts": 0 if s.skip_throughput else s.posts, "post_bytes": s.post_bytes,
                                "partitions": s.partitions,
                                "ingest_actors": s.ingest_actors, "cpus": os.cpu_count()}

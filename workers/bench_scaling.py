@@ -100,7 +100,7 @@ def run_once(s: ScalingBenchSettings, actors: int, topics: dict[str, str]) -> di
 def output_ids(s: ScalingBenchSettings, topic: str) -> Counter:
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers)
+    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, **s.client_options())
     parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
     consumer.assign(parts)
     consumer.seek_to_beginning(*parts)
@@ -128,7 +128,7 @@ def run_bench(s: ScalingBenchSettings, as_json: bool = False) -> int:
                                "partitions": s.partitions, "cpus": os.cpu_count()}
         for actors in (1, 2):
             topics = {k: f"scaling-{k}-{actors}-{tag}" for k in ("in", "out", "dlq")}
-            create_topics(s.bootstrap_servers, list(topics.values()), s.partitions)
+            create_topics(s.bootstrap_servers, list(topics.values()), s.partitions, security=s)
             fill(s, topics["in"], s.posts)
             out[f"actors_{actors}_posts_per_s"] = run_once(s, actors, topics)["posts_per_s"]
         out["ratio_2_over_1"] = round(out["actors_2_posts_per_s"] / out["actors_1_posts_per_s"], 3)

@@ -1,115 +1,22 @@
-"""TLS and SASL settings of every Kafka client (worker, produce, aggregate, admin, lag): one class,
-mixed into KafkaClientSettings, turned into kafka-python options by `client_options`.
-
-Secrets come from env (LRSA_KAFKA_SASL_PASSWORD) or, better, a file (LRSA_KAFKA_SASL_PASSWORD_FILE,
-e.g. a mounted Kubernetes Secret); they are SecretStr, so logs and reprs show '**********'.
-"""
+"""The Kafka security settings (lrsa/kafka_security.py, in the core so the dashboard shares them),
+plus what needs a Kafka client library: Quix Streams' ConnectionConfig for `lrsa aggregate`."""
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, SecretStr, model_validator
+from lrsa.kafka_security import KafkaAuthError, KafkaSecurity, redact_in_kafka_logs
 
-from lrsa.settings import LrsaSettings
+__all__ = ["KafkaAuthError", "KafkaSecurity", "quix_broker_address", "redact_in_kafka_logs"]
 
 
-class _Redact(logging.Filter):
-    def __init__(self, secret: str) -> None:
-        super().__init__()
-        self.secret = secret
+def quix_broker_address(security: KafkaSecurity, bootstrap_servers: str) -> Any:
+    """Quix Streams' `broker_address`: the plain address when PLAINTEXT (as before), otherwise a
+    ConnectionConfig carrying the security settings (librdkafka names, '.' -> '_')."""
+    if security.kafka_security_protocol == "PLAINTEXT":
+        return bootstrap_servers
+    from quixstreams.kafka.configuration import ConnectionConfig
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if self.secret in message:
-            record.msg, record.args = message.replace(self.secret, "**********"), ()
-        return True
-
-
-_redacted: set[str] = set()
-
-
-def redact_in_kafka_logs(secret: str) -> None:
-    """kafka-python's DEBUG lines dump SASL requests byte for byte (the PLAIN password among
-    them): every kafka.* logger masks the secret."""
-    if secret in _redacted:
-        return
-    _redacted.add(secret)
-    import kafka  # noqa: F401 - its modules create their loggers on import
-
-    names = [n for n in logging.Logger.manager.loggerDict if n == "kafka" or n.startswith("kafka.")]
-    for name in names:
-        logging.getLogger(name).addFilter(_Redact(secret))
-
-
-class KafkaAuthError(ConnectionError):
-    """The brokers refused this client's credentials or TLS settings: retrying cannot help."""
-
-
-class KafkaSecurity(LrsaSettings):
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="how the Kafka clients talk to the brokers: PLAINTEXT, SSL (TLS), "
-        "SASL_PLAINTEXT or SASL_SSL (authenticated, over TLS)")
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
-        "SCRAM-SHA-512", description="SASL mechanism (SASL_* protocols)")
-    kafka_sasl_username: str | None = Field(None, description="SASL user name")
-    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (prefer the _FILE setting; "
-                                                  "never logged)")
-    kafka_sasl_password_file: Path | None = Field(None, description="file holding the SASL password (e.g. a "
-                                                  "mounted Secret); read at start, trailing newline dropped")
-    kafka_ssl_cafile: Path | None = Field(None, description="PEM CA bundle that signed the brokers' certificates "
-                                          "(none: the system's)")
-    kafka_ssl_certfile: Path | None = Field(None, description="PEM client certificate (mutual TLS)")
-    kafka_ssl_keyfile: Path | None = Field(None, description="PEM client private key (mutual TLS)")
-    kafka_auth_timeout_s: float = Field(30.0, gt=0, description="a client whose first connection does not "
-                                        "succeed in this time fails; a broker that answers but refuses the "
-                                        "login (or TLS) fails it with an error naming the security settings")
-    kafka_ssl_check_hostname: bool = Field(True, description="check that the broker certificate names its host")
-
-    @model_validator(mode="after")
-    def _sasl_needs_credentials(self) -> KafkaSecurity:
-        if self.kafka_security_protocol.startswith("SASL"):
-            if not self.kafka_sasl_username:
-                raise ValueError(f"kafka_security_protocol {self.kafka_security_protocol} needs kafka_sasl_username")
-            if self.kafka_sasl_password is None and self.kafka_sasl_password_file is None:
-                raise ValueError("SASL needs kafka_sasl_password or kafka_sasl_password_file")
-        return self
-
-    def sasl_password(self) -> str | None:
-        if self.kafka_sasl_password_file is not None:
-            password = self.kafka_sasl_password_file.read_text().rstrip("\r\n")
-        else:
-            password = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
-        if password:
-            redact_in_kafka_logs(password)
-        return password
-
-    def inline_secrets(self) -> dict[str, Any]:
-        """Overrides that carry the password itself instead of its file, for settings sent to actors
-        on other nodes (which do not mount the driver's Secret); SecretStr keeps it out of logs."""
-        if self.kafka_sasl_password_file is None:
-            return {}
-        return {"kafka_sasl_password": SecretStr(self.sasl_password() or ""), "kafka_sasl_password_file": None}
-
-    def client_options(self) -> dict[str, Any]:
-        """kafka-python options (consumer, producer and admin take the same ones)."""
-        protocol = self.kafka_security_protocol
-        options: dict[str, Any] = {"security_protocol": protocol,
-                                   "bootstrap_timeout_ms": int(self.kafka_auth_timeout_s * 1000)}
-        if protocol.startswith("SASL"):
-            options.update(sasl_mechanism=self.kafka_sasl_mechanism, sasl_plain_username=self.kafka_sasl_username,
-                           sasl_plain_password=self.sasl_password())
-        if protocol in ("SSL", "SASL_SSL"):
-            options.update(ssl_check_hostname=self.kafka_ssl_check_hostname,
-                           **{k: str(v) for k, v in (("ssl_cafile", self.kafka_ssl_cafile),
-                                                     ("ssl_certfile", self.kafka_ssl_certfile),
-                                                     ("ssl_keyfile", self.kafka_ssl_keyfile)) if v})
-        return options
-
-    def describe(self) -> str:
-        """For error messages: the protocol and user, never the password."""
-        who = f" as {self.kafka_sasl_username!r} ({self.kafka_sasl_mechanism})" \
-            if self.kafka_security_protocol.startswith("SASL") else ""
-        return f"{self.kafka_security_protocol}{who}"
+    options = {k.replace(".", "_"): v for k, v in security.librdkafka_options().items()}
+    options["security_protocol"] = options["security_protocol"].lower()
+    return ConnectionConfig(bootstrap_servers=bootstrap_servers, **options)

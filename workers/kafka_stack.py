@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lrsa.ports import free_ports
+from lrsa.kafka_security import KafkaSecurity
 from workers.config import MAX_MESSAGE_BYTES, REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -289,12 +290,15 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def create_topics(bootstrap: str, names: list[str], partitions: int = 4, replication: int = 1) -> None:
+def create_topics(bootstrap: str, names: list[str], partitions: int = 4, replication: int = 1,
+                  security: KafkaSecurity | None = None) -> None:
     """Create the topics that do not exist yet, sized for large messages; with replication > 1,
-    acks=all writes need a majority of the replicas (min.insync.replicas)."""
+    acks=all writes need a majority of the replicas (min.insync.replicas). security: the clients'
+    LRSA_KAFKA_* settings (none: PLAINTEXT, as the embedded broker's own listener)."""
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","),
+                             **(security.client_options() if security else {}))
     configs = {"max.message.bytes": str(MAX_MESSAGE_BYTES), "min.insync.replicas": str(min_insync(replication))}
     try:
         missing = [n for n in names if n not in set(admin.list_topics())]
