@@ -64,3 +64,36 @@ def test_a_killed_ingest_actor_is_replaced_and_nothing_is_lost(kafka_bootstrap, 
         assert dups == 0
     else:
         assert dups <= len(data.values) // 2  # only the lost actor's uncommitted window is redone
+
+
+def test_a_stuck_ingest_actor_is_replaced(kafka_bootstrap, kafka_topic, tmp_path) -> None:
+    """SIGSTOP one of two ingest actors (a process stuck for good: it answers nothing, its loop does
+    not tick): after --ingest-stall-s the driver ends and replaces it, and the run finishes (exit 0)
+    with nothing lost. Without the watchdog the stop at the end would wait for it and fail (exit 1)."""
+    name = "ingest-stuck"
+    data = make_dataset(4_000, 40, seed=11)
+    topics = {"in": kafka_topic(f"{name}-in", 4), "out": kafka_topic(f"{name}-out", 4),
+              "dlq": kafka_topic(f"{name}-dlq", 1)}
+    produce(kafka_bootstrap, topics["in"], data.values)
+    log = tmp_path / "worker.log"
+    worker = start_worker(kafka_bootstrap, topics, name, "--ingest-actors", "2", "--rationale-enabled",
+                          "--rationale-processor", ECHO_STAGE, "--batch-size", "50", "--commit-interval-ms", "300",
+                          "--exit-when-idle", "5", "--ingest-stall-s", "20", log=log,
+                          env={"LRSA_TEST_STAGE_DELAY_S": "0.002"})
+    stuck = None
+    try:
+        wait_for(lambda: end_offsets(kafka_bootstrap, topics["out"]) >= 600, 150, 0.2, what="600 results")
+        pids = ingest_actor_pids(worker.pid)
+        assert len(pids) == 2, pids
+        stuck = psutil.Process(pids[0])
+        stuck.send_signal(signal.SIGSTOP)
+        assert wait_exit(worker, 240, log) == 0, log.read_text()[-4000:]
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        if stuck is not None and stuck.is_running():
+            stuck.send_signal(signal.SIGKILL)
+    text = log.read_text(errors="replace")
+    assert "stalled" in text and "starting a replacement ingest actor" in text, text[-3000:]
+    results, letters = read_all(kafka_bootstrap, topics["out"]), read_all(kafka_bootstrap, topics["dlq"])
+    assert set(ids_of(results)) == data.good_ids and set(ids_of(letters)) == data.bad_keys  # nothing lost

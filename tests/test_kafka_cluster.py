@@ -59,7 +59,9 @@ def test_topics_are_replicated_with_a_majority_in_sync(cluster) -> None:
 
 # Known bug, not yet fixed (docs/deploy.md): after the group coordinator's broker dies a worker can
 # stop making progress (NotCoordinatorError, then silence); seen in 1 of 4 runs under heavy load.
-# Kept running so a fix shows (XPASS), but a hang does not fail the suite while it is open.
+# Kept running so a fix shows (XPASS), but a hang does not fail the suite while it is open. The
+# stall watchdog (--ingest-stall-s 60 here) replaces an ingest actor whose loop stops ticking; whether
+# that ends this hang is not shown yet.
 KNOWN_COORDINATOR_HANG = pytest.mark.xfail(strict=False, reason="known: worker can hang after the group "
                                            "coordinator's broker is killed (docs/deploy.md)")
 
@@ -79,7 +81,8 @@ def test_a_broker_killed_mid_stream_loses_nothing(cluster, tmp_path, mode) -> No
     def start():
         return start_worker(bootstrap, topics, f"k3-{mode}", "--rationale-enabled", "--rationale-processor",
                             ECHO_STAGE, "--batch-size", "50", "--commit-interval-ms", "300", "--ray-num-cpus", "2",
-                            "--exit-when-idle", "5", *(["--exactly-once"] if eos else []), log=log,
+                            "--exit-when-idle", "5", "--ingest-stall-s", "60",
+                            *(["--exactly-once"] if eos else []), log=log,
                             env={"LRSA_TEST_STAGE_DELAY_S": "0.003"})  # ~6 s of work: time to kill a broker
 
     worker = start()

@@ -41,6 +41,10 @@ class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
                                     "the partitions of a crashed member move to another")
     ingest_actors: int = Field(1, ge=1, description="ingest actors = consumer group members (partitions spread over them)")
     ingest_num_cpus: float = Field(0.5, ge=0, description="Ray CPUs reserved per ingest actor")
+    ingest_stall_s: float | None = Field(None, gt=0, description="an ingest actor whose loop has not ticked for "
+                                         "this long (blocked in a Kafka call, e.g. after a coordinator loss) is "
+                                         "ended and replaced (--ingest-replacements); default --drain-timeout-s "
+                                         "+ 60, above the longest legitimate block (a rebalance hand-over)")
     ingest_replacements: int = Field(3, ge=0, description="ingest actors the driver replaces in one run when one "
                                      "dies (node or process lost) or its loop fails (e.g. a fenced producer): the "
                                      "replacement rejoins the group and redoes the posts not yet committed; one "

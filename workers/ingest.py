@@ -237,7 +237,10 @@ class IngestWorker:
     def status(self) -> dict[str, Any]:
         """From any thread: the loop's last published snapshot, with the fresh values that are safe
         to read here (the idle time; batches on actors that left a pool, under the pool's lock)."""
-        return {**self._published, "idle_s": time.monotonic() - self._last_record,
+        now = time.monotonic()
+        # how long the loop has not published: the driver replaces an actor stuck past --ingest-stall-s
+        return {**self._published, "idle_s": now - self._last_record,
+                "loop_age_s": now - self._published_at if self._published_at else None,
                 "paused_by_operator": self._operator_pause.is_set(),
                 "retiring_inflight": {st.stage: st.retiring_inflight() for st in self.stages}}
 

@@ -56,7 +56,7 @@ SPECS: dict[str, tuple[str, str, tuple[str, ...], tuple[float, ...] | None]] = {
                                      ("stage", "direction", "reason"), None),
     "lrsa_ingest_actor_replacements_total": ("counter", "Ingest actors the driver replaced after one died or "
                                              "failed (kind: died = its process or node was lost, failed = its "
-                                             "loop raised)", ("kind",), None),
+                                             "loop raised, stalled = its loop blocked past --ingest-stall-s)", ("kind",), None),
     "lrsa_consumption_paused": ("gauge", "1 while an operator paused consumption (POST /pause)", (), None),
 }
 

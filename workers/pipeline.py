@@ -56,6 +56,7 @@ class Pipeline:
         self.paused = False          # consumption paused by an operator (POST /pause)
         self.stop_reason = "signal"  # or "drain" (POST /drain)
         self._replacements = 0       # ingest actors replaced so far (--ingest-replacements)
+        self._answered_at: dict[int, float] = {}  # ingest actor index -> when its status last came in
 
     def _start_control(self) -> bool:
         """The control endpoint; False when its settings are wrong (the worker does not start). A port
@@ -179,12 +180,10 @@ class Pipeline:
                 self._refuse_requests()
                 continue
             self._collect_metrics()
-            try:
-                self.statuses = ray.get([a.status.remote() for a in self.actors], timeout=30)
-            except ray.exceptions.GetTimeoutError:
-                log.warning("ingest actors' status not in within 30s; asking again")
-            except ray.exceptions.RayActorError as e:  # its run() reports it next and it is replaced
-                log.warning("an ingest actor did not answer its status: %s", str(e).strip().splitlines()[0])
+            self._refresh_statuses()
+            if not self._replace_stalled(runs, pending):
+                self._stop_all()
+                return 1
             pools.finish_draining(self.statuses)
             grown_or_shrunk = pools.rescale(self._busy_slot_s(), self.s.max_inflight_batches * len(self.actors),
                                             inflight=self._per_stage("inflight"), queued=self._per_stage("queued"),
@@ -208,7 +207,62 @@ class Pipeline:
                                                             self.s.stop_grace_s * 0.6)
         return 0
 
-    def _replace_ingest(self, runs: dict, index: int, error: BaseException) -> bool:
+    def _refresh_statuses(self, wait_s: float = 5.0) -> None:
+        """Each ingest actor's status, asked of all at once; one that does not answer within
+        `wait_s` (its process stopped, or its threads starved) keeps its last status, and how long
+        it has not answered counts towards --ingest-stall-s."""
+        import ray
+
+        refs = [a.status.remote() for a in self.actors]
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=wait_s)
+        done = set(done)
+        now = time.monotonic()
+        latest = {st["index"]: st for st in self.statuses}
+        for index, ref in enumerate(refs):
+            self._answered_at.setdefault(index, now)
+            if ref not in done:
+                continue
+            try:
+                latest[index] = ray.get(ref)
+                self._answered_at[index] = now
+            except ray.exceptions.RayActorError as e:  # its run() reports it next and it is replaced
+                log.warning("ingest %d did not answer its status: %s", index, str(e).strip().splitlines()[0])
+        self.statuses = [latest[i] for i in sorted(latest) if i < len(self.actors)]
+
+    def _stalled(self, stall_s: float) -> list[tuple[int, str]]:
+        """(index, why) of each ingest actor whose loop has not ticked, or that has not answered
+        at all, for longer than stall_s."""
+        now = time.monotonic()
+        out = []
+        for index in range(len(self.actors)):
+            silent = now - self._answered_at.get(index, now)
+            age = next((st.get("loop_age_s") for st in self.statuses if st["index"] == index), None)
+            if age is not None and age + silent > stall_s:
+                out.append((index, f"its loop has not ticked for {age + silent:.0f}s"))
+            elif silent > stall_s:
+                out.append((index, f"it has not answered for {silent:.0f}s"))
+        return out
+
+    def _replace_stalled(self, runs: dict, pending: list) -> bool:
+        """Ends and replaces each ingest actor stuck for --ingest-stall-s (a Kafka call with no
+        deadline of its own, or a stopped process). False when one is stuck and the replacements
+        are spent."""
+        stall_s = self.s.ingest_stall_s or self.s.drain_timeout_s + 60.0
+        for index, why in self._stalled(stall_s):
+            ref = next((r for r in pending if runs.get(r) == index), None)
+            if ref is None:
+                continue
+            pending.remove(ref)  # its end (killed) is not a second failure
+            del runs[ref]
+            self.statuses = [st for st in self.statuses if st["index"] != index]  # the old actor's
+            self._answered_at.pop(index, None)
+            if not self._replace_ingest(runs, index, TimeoutError(f"{why} (--ingest-stall-s {stall_s:g})"),
+                                        "stalled"):
+                return False
+            pending.append(next(reversed(runs)))
+        return True
+
+    def _replace_ingest(self, runs: dict, index: int, error: BaseException, kind: str | None = None) -> bool:
         """A new ingest actor in place of index `index`, within --ingest-replacements; False when
         they are spent. The replacement joins the group; the partitions of the one it replaces come
         back to the group when that one's session ends (or at once, when it left it), and their
@@ -226,7 +280,7 @@ class Pipeline:
             log.error("ingest %d lost and --ingest-replacements (%d) spent", index, self.s.ingest_replacements)
             return False
         self._replacements += 1
-        kind = "died" if isinstance(error, ray.exceptions.RayActorError) else "failed"
+        kind = kind or ("died" if isinstance(error, ray.exceptions.RayActorError) else "failed")
         cause = str(error).strip().splitlines()[-1][:300] if str(error).strip() else type(error).__name__
         log.error("ingest %d %s (%s); starting a replacement ingest actor (%d of --ingest-replacements %d)",
                   index, kind, cause, self._replacements, self.s.ingest_replacements)
@@ -371,6 +425,8 @@ class Pipeline:
     def _idle_since(self, since: float | None) -> float | None:
         if self.s.exit_when_idle is None:
             return None
+        if len(self.statuses) < len(self.actors):
+            return None  # not every ingest actor has answered yet
         quiet = all(not st["busy"] and st["idle_s"] >= self.s.metrics_interval_s for st in self.statuses)
         if not quiet or not self._group_drained():
             return None
