@@ -52,6 +52,20 @@ class StackState:
         return f"127.0.0.1:{self.port}"
 
 
+def _add_sasl_listener(props: dict, protocol: str, port: int, users: dict[str, str] | None) -> None:
+    """A client listener named after `protocol` where these users log in (PLAIN, SCRAM-SHA-512)."""
+    name = protocol.lower()
+    props["listeners"] += f",{protocol}://127.0.0.1:{port}"
+    props["advertised.listeners"] += f",{protocol}://127.0.0.1:{port}"
+    props["listener.security.protocol.map"] += f",{protocol}:{protocol}"
+    props["sasl.enabled.mechanisms"] = "PLAIN,SCRAM-SHA-512"
+    plain = " ".join(f'user_{user}="{password}"' for user, password in (users or {}).items())
+    props[f"listener.name.{name}.plain.sasl.jaas.config"] = \
+        f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain};"
+    props[f"listener.name.{name}.scram-sha-512.sasl.jaas.config"] = \
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+
+
 def _server_properties(data_dir: Path, port: int, controller_port: int, sasl_port: int | None = None,
                        sasl_users: dict[str, str] | None = None, node_id: int = 1, voters: str | None = None,
                        replication: int = 1, sasl_ssl_port: int | None = None,
@@ -90,25 +104,9 @@ def _server_properties(data_dir: Path, port: int, controller_port: int, sasl_por
         "log.retention.hours": 24,
     }
     if sasl_port:  # a second client listener that authenticates: SASL PLAIN and SCRAM-SHA-512
-        props["listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{sasl_port}"
-        props["advertised.listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{sasl_port}"
-        props["listener.security.protocol.map"] += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
-        props["sasl.enabled.mechanisms"] = "PLAIN,SCRAM-SHA-512"
-        users = " ".join(f'user_{name}="{password}"' for name, password in (sasl_users or {}).items())
-        props["listener.name.sasl_plaintext.plain.sasl.jaas.config"] = \
-            f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};"
-        props["listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config"] = \
-            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        _add_sasl_listener(props, "SASL_PLAINTEXT", sasl_port, sasl_users)
     if sasl_ssl_port:  # the same users over TLS: the broker's key and certificate chain from one PEM file
-        props["listeners"] += f",SASL_SSL://127.0.0.1:{sasl_ssl_port}"
-        props["advertised.listeners"] += f",SASL_SSL://127.0.0.1:{sasl_ssl_port}"
-        props["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
-        props["sasl.enabled.mechanisms"] = "PLAIN,SCRAM-SHA-512"
-        users = " ".join(f'user_{name}="{password}"' for name, password in (sasl_users or {}).items())
-        props["listener.name.sasl_ssl.plain.sasl.jaas.config"] = \
-            f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};"
-        props["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"] = \
-            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        _add_sasl_listener(props, "SASL_SSL", sasl_ssl_port, sasl_users)
         # PEM keystore: an unencrypted PKCS#8 key, so no ssl.key.password (Kafka refuses one then)
         props["listener.name.sasl_ssl.ssl.keystore.type"] = "PEM"
         props["listener.name.sasl_ssl.ssl.keystore.location"] = tls_keystore_pem
