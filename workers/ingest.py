@@ -34,7 +34,10 @@ No path waits without a deadline: a failing batch has a retry budget (attempts a
 which it is bisected down to the post(s) the stage fails on, which are dead-lettered
 (`stage_failed`); a record the broker refuses is re-sent with back-off from the loop (never in a
 blocking loop of its own) and reported; the stop path (drain, flush, commit, close) ends within
-`stop_grace_s` whatever is still failing, leaving the unfinished offsets uncommitted.
+`stop_grace_s` whatever is still failing, leaving the unfinished offsets uncommitted. The one
+exception is kafka-python's transactional calls (`init_transactions`, `commit_transaction`,
+`send_offsets_to_transaction`), which take no timeout: the driver's stall watchdog
+(`--ingest-stall-s`, workers/pipeline.py) ends and replaces an actor whose loop stops ticking.
 """
 
 from __future__ import annotations
