@@ -189,3 +189,15 @@ def wait_for(predicate, timeout_s: float, every_s: float = 0.5, what: str = "con
 
 def ids_of(records) -> Counter:
     return Counter(r.key.decode() if r.key else None for r in records)
+
+
+def read_outcome(bootstrap: str, topics: dict[str, str], data: Dataset,
+                 read_committed: bool = False) -> tuple[list, list, int]:
+    """(results, dead letters, duplicates) of a run, asserting that nothing was lost: every good
+    post of `data` has a result and every bad one a dead letter."""
+    results = read_all(bootstrap, topics["out"], read_committed=read_committed)
+    letters = read_all(bootstrap, topics["dlq"], read_committed=read_committed)
+    result_ids, letter_ids = ids_of(results), ids_of(letters)
+    assert set(result_ids) == data.good_ids and set(letter_ids) == data.bad_keys  # nothing lost
+    dups = sum(n - 1 for n in result_ids.values()) + sum(n - 1 for n in letter_ids.values())
+    return results, letters, dups

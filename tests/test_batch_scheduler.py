@@ -173,16 +173,17 @@ def test_a_transient_failure_is_retried_after_a_back_off_and_then_succeeds() -> 
     assert h.sched.metrics.drain()  # retries and errors were counted
 
 
+def fails_on(poison: str, kind: str, message: str):
+    """A stage answer that fails (kind, message) every batch holding `poison` and passes the rest."""
+    def answer(items):
+        return (kind, message) if poison in ids(items) else ("ok", items)
+    return answer
+
+
 def test_a_poison_post_with_a_nonretryable_error_is_isolated_and_dead_lettered() -> None:
     stage = FakeStage("score")
     poison = "p17"
-
-    def answer(items):
-        if poison in ids(items):
-            return "nonretryable", "NonRetryable: image is not decodable"
-        return "ok", items
-
-    stage.answer = answer
+    stage.answer = fails_on(poison, "nonretryable", "NonRetryable: image is not decodable")
     h = Harness([stage], batch_size=32)
     h.add(32)
     h.run()
@@ -196,13 +197,7 @@ def test_a_poison_post_with_a_nonretryable_error_is_isolated_and_dead_lettered()
 def test_a_post_that_always_fails_transiently_spends_its_budget_and_is_bisected_out() -> None:
     stage = FakeStage("score")
     poison = "p2"
-
-    def answer(items):
-        if poison in ids(items):
-            return "error", "ValueError: boom"
-        return "ok", items
-
-    stage.answer = answer
+    stage.answer = fails_on(poison, "error", "ValueError: boom")
     h = Harness([stage], batch_size=8, retry_budget_attempts=3)
     h.add(8)
     h.run(limit=10_000)

@@ -6,13 +6,12 @@ endpoint are kept in --control-bounds-file and applied again by a restarted driv
 from __future__ import annotations
 
 import argparse
-import datetime
-import ipaddress
 import json
 
 import pytest
 
 from lrsa.settings import add_settings_flags, settings_from_args
+from tls_helpers import make_ca_and_server_cert
 from workers.config import WorkerSettings
 from workers.control import ControlServer, ControlState
 from workers.control_cli import ControlError, call
@@ -36,39 +35,16 @@ def test_no_control_endpoint_serves_nothing() -> None:
     assert p._start_control() and p.control_port is None and p._control_server is None
 
 
-def self_signed(tmp_path):
-    """A throwaway certificate for 127.0.0.1 (its own CA) and its key, as PEM files."""
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lrsa control test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    certfile, keyfile = tmp_path / "control.crt", tmp_path / "control.key"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    return certfile, keyfile
-
-
 def test_the_endpoint_serves_https_and_the_client_verifies_it(tmp_path) -> None:
-    certfile, keyfile = self_signed(tmp_path)
-    s = worker_settings("--control-tls-certfile", str(certfile), "--control-tls-keyfile", str(keyfile))
+    tls = make_ca_and_server_cert(tmp_path)
+    s = worker_settings("--control-tls-certfile", str(tls.chain), "--control-tls-keyfile", str(tls.key))
     state = ControlState()
     state.publish({"pools": {"rationale": {"min": 1, "max": 2}}}, (True, "consuming"))
     server = ControlServer(state, "127.0.0.1", 0, TOKEN, s.tls_context())
     port = server.start()
     try:
         client = ControlClientSettings(control_url=f"https://127.0.0.1:{port}", control_token=TOKEN,
-                                       control_tls_cafile=certfile, control_timeout_s=10)
+                                       control_tls_cafile=tls.ca, control_timeout_s=10)
         assert call(client, "GET", "/status")["pools"]["rationale"] == {"min": 1, "max": 2}
         unverified = ControlClientSettings(control_url=f"https://127.0.0.1:{port}", control_token=TOKEN,
                                            control_timeout_s=10)  # the system's CAs do not know this one
@@ -81,7 +57,7 @@ def test_the_endpoint_serves_https_and_the_client_verifies_it(tmp_path) -> None:
     finally:
         server.close()
     with pytest.raises(ValueError, match="go together"):
-        WorkerSettings(control_tls_certfile=certfile)
+        WorkerSettings(control_tls_certfile=tls.chain)
 
 
 class FakePools:

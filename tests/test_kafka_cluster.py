@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from streaming_helpers import (ECHO_STAGE, end_offsets, ids_of, make_dataset, produce, read_all, start_worker,
-                               wait_exit, wait_for)
+from streaming_helpers import (ECHO_STAGE, end_offsets, make_dataset, produce, read_outcome, start_worker, wait_exit,
+                               wait_for)
 from workers.kafka_cluster import KafkaCluster
 from workers.kafka_stack import create_topics
 
@@ -101,11 +101,7 @@ def test_a_broker_killed_mid_stream_loses_nothing(cluster, tmp_path, mode) -> No
         code = wait_exit(start(), 240, log)
     assert code == 0, log.read_text()[-3000:]
     node._wait_ready(back, 120)
-    results = read_all(bootstrap, topics["out"], read_committed=eos)
-    letters = read_all(bootstrap, topics["dlq"], read_committed=eos)
-    result_ids, letter_ids = ids_of(results), ids_of(letters)
-    assert set(result_ids) == data.good_ids and set(letter_ids) == data.bad_keys  # nothing lost
-    dups = sum(n - 1 for n in result_ids.values()) + sum(n - 1 for n in letter_ids.values())
+    results, letters, dups = read_outcome(bootstrap, topics, data, read_committed=eos)
     print(f"\n{mode}: broker {victim} killed mid-stream; {len(results)} results, {dups} duplicates, "
           f"{restarts} driver restart(s)")
     if eos:

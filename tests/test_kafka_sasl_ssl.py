@@ -7,8 +7,6 @@ trust the CA fails with an error that says TLS and names LRSA_KAFKA_SSL_CAFILE. 
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import subprocess
@@ -20,6 +18,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streaming_helpers import REPO, kill_started_workers, kill_tree, make_dataset, start_worker, wait_exit
+from tls_helpers import make_ca_and_server_cert
 from workers import kafka_io
 from workers.config import KafkaClientSettings
 from workers.kafka_security import KafkaAuthError
@@ -30,51 +29,14 @@ pytestmark = [pytest.mark.kafka]
 USER, PASSWORD = "alice", "tls-S3cret-Pa55"
 
 
-def make_ca_and_broker_cert(out: Path) -> tuple[Path, Path]:
-    """A throwaway CA (ca.pem) and a broker certificate for 127.0.0.1 / localhost signed by it; the
-    broker's unencrypted PKCS#8 key and its certificate chain in one PEM file (broker.pem)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "LRSA test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    pem = serialization.Encoding.PEM
-    ca_file, keystore = out / "ca.pem", out / "broker.pem"
-    ca_file.write_bytes(ca.public_bytes(pem))
-    keystore.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-                         + cert.public_bytes(pem) + ca.public_bytes(pem))
-    return ca_file, keystore
-
-
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory):
     """(stack, ca file, password file): a broker with PLAINTEXT (set-up only), SASL_PLAINTEXT and SASL_SSL."""
     d = tmp_path_factory.mktemp("kafka-sasl-ssl")
-    ca_file, keystore = make_ca_and_broker_cert(d)
+    tls_files = make_ca_and_server_cert(d)
+    ca_file, keystore = tls_files.ca, d / "broker.pem"
+    # the broker reads its unencrypted PKCS#8 key and its certificate chain from one PEM file
+    keystore.write_bytes(tls_files.key.read_bytes() + tls_files.chain.read_bytes())
     password_file = d / "password"
     password_file.write_text(PASSWORD + "\n")  # as a mounted Secret: trailing newline
     stack = KafkaStack(d / "kafka", port=0, heap="256m", sasl_users={USER: PASSWORD}, tls_keystore_pem=keystore)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from fixtures_ray import LoopbackRayCluster
-from streaming_helpers import (ECHO_STAGE, end_offsets, ids_of, make_dataset, produce, read_all, start_worker,
-                               wait_exit, wait_for)
+from streaming_helpers import (ECHO_STAGE, end_offsets, make_dataset, produce, read_outcome, start_worker, wait_exit,
+                               wait_for)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.ray, pytest.mark.slow]
 
@@ -68,11 +68,7 @@ def test_worker_node_lost_mid_stream_loses_nothing(kafka_bootstrap, kafka_topic,
         ray.shutdown()
         cluster.stop()
     text = log.read_text(errors="replace")
-    results = read_all(kafka_bootstrap, topics["out"])
-    letters = read_all(kafka_bootstrap, topics["dlq"])
-    result_ids, letter_ids = ids_of(results), ids_of(letters)
-    assert set(result_ids) == data.good_ids and set(letter_ids) == data.bad_keys  # nothing lost
-    dups = sum(n - 1 for n in result_ids.values()) + sum(n - 1 for n in letter_ids.values())
+    results, letters, dups = read_outcome(kafka_bootstrap, topics, data)
     print(f"\nnode {victim} killed with {used[victim_id]:g} stage actor(s); {len(results)} results, "
           f"{dups} duplicates; actors replaced: {text.count('starting a replacement')}")
     assert "actor_died" in text  # the lost node's in-flight batches failed and were redone

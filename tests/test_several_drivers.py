@@ -8,8 +8,7 @@ import re
 
 import pytest
 
-from streaming_helpers import (ECHO_STAGE, ids_of, make_dataset, produce, read_all, start_worker, wait_exit,
-                               wait_for)
+from streaming_helpers import (ECHO_STAGE, make_dataset, produce, read_outcome, start_worker, wait_exit, wait_for)
 from workers.member_id import MemberId, transactional_id
 
 pytestmark = [pytest.mark.kafka, pytest.mark.ray, pytest.mark.slow]
@@ -56,11 +55,7 @@ def test_two_drivers_in_one_group(kafka_bootstrap, kafka_topic, tmp_path, mode) 
     if eos:
         ids = [re.search(r"transactional ids (\S+)", t).group(1) for t in texts]
         assert ids[0] != ids[1]
-    results = read_all(kafka_bootstrap, topics["out"], read_committed=eos)
-    letters = read_all(kafka_bootstrap, topics["dlq"], read_committed=eos)
-    result_ids, letter_ids = ids_of(results), ids_of(letters)
-    assert set(result_ids) == data.good_ids and set(letter_ids) == data.bad_keys  # nothing lost
-    dups = sum(n - 1 for n in result_ids.values()) + sum(n - 1 for n in letter_ids.values())
+    results, letters, dups = read_outcome(kafka_bootstrap, topics, data, read_committed=eos)
     print(f"\n{mode}: posts consumed per driver {consumed}, duplicates {dups}")
     if eos:
         assert dups == 0
