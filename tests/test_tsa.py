@@ -120,8 +120,8 @@ def _trainer(tmp_path, tiny_ckpt, tsa_dir, **overrides):
 
     data = write_dataset(tmp_path / "mabsa")
     model, tokenizer = load_checkpoint(tiny_ckpt)
-    s = TrainSettings(data_dir=data, tsa_dir=tsa_dir, out=tmp_path / "out", epochs=1, batch_size=8, lr=1e-3,
-                      seed=3, threads=1, cache_dir=None, **overrides)
+    s = TrainSettings(**{"data_dir": data, "tsa_dir": tsa_dir, "out": tmp_path / "out", "epochs": 1,
+                         "batch_size": 8, "lr": 1e-3, "seed": 3, "threads": 1, "cache_dir": None, **overrides})
     return Trainer(s, model, tokenizer)
 
 
@@ -174,6 +174,26 @@ def test_training_with_tweets_reports_their_dev_scores(tmp_path, tiny_ckpt, tsa_
     tsa = result["tsa_dev"]
     assert tsa["posts"] == 6 and set(tsa) >= {"accuracy", "macro_f1", "recall_neg", "recall_neu", "recall_pos"}
     assert result["history"][0]["tsa_dev"] == tsa
+
+
+def test_selection_score_is_jmasa_or_its_mean_with_the_tweets_macro_f1():
+    from training.train import selection_score
+
+    dev, tsa = {"jmasa": {"f1": 60.0}}, {"macro_f1": 70.0}
+    assert selection_score("jmasa", dev, tsa) == 60.0
+    assert selection_score("jmasa_tsa", dev, tsa) == 65.0
+    assert selection_score("jmasa_tsa", dev, None) == 60.0  # no tweets: JMASA alone
+
+
+def test_best_epoch_follows_the_selection_setting(tmp_path, tiny_ckpt, tsa_dir):
+    result = _trainer(tmp_path, tiny_ckpt, tsa_dir, tsa_ratio=1, epochs=3, patience=5,
+                      select_on="jmasa_tsa").fit()
+    history = result["history"]
+    for entry in history:
+        assert entry["selection_score"] == (entry["dev"]["jmasa"]["f1"] + entry["tsa_dev"]["macro_f1"]) / 2
+    best = max(history, key=lambda e: e["selection_score"])
+    assert (result["best_epoch"], result["select_on"]) == (best["epoch"], "jmasa_tsa")
+    assert result["dev"] == best["dev"]
 
 
 def test_training_stores_a_fitted_calibration_with_the_checkpoint(tmp_path, tiny_ckpt, tsa_dir):

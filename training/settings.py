@@ -132,7 +132,11 @@ class TrainSettings(DataSettings):
     seed: int = Field(13, description="seed of torch, numpy and random")
     warmup_ratio: float = Field(0.1, description="share of steps with linear warmup")
     weight_decay: float = Field(0.01, description="AdamW weight decay")
-    patience: int = Field(3, description="stop after this many epochs without a better dev JMASA F1")
+    patience: int = Field(3, description="stop after this many epochs without a better selection score")
+    select_on: Literal["jmasa", "jmasa_tsa"] = Field(
+        "jmasa", description="checkpoint selection and early stopping on dev: JMASA F1 (jmasa), or the "
+        "mean of JMASA F1 and the targeted-sentiment dev macro-F1 (jmasa_tsa; JMASA alone when there "
+        "is no targeted-sentiment data)")
     max_minutes: float | None = Field(None, description="time budget; stops early when spent")
     max_text_len: int = Field(128, description="sub-word tokens of the post")
     max_rationale_len: int = Field(128, description="sub-word tokens of the text rationale")

@@ -148,7 +148,7 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["random_rng"])
-        log.info("resumed from %s after epoch %d (best dev JMASA F1 %.2f)", path, self.epoch, self.best_f1)
+        log.info("resumed from %s after epoch %d (best dev selection score %.2f)", path, self.epoch, self.best_f1)
         return True
 
     # -- loop ----------------------------------------------------------------------------
@@ -254,10 +254,11 @@ class Trainer:
                            if self.tsa_dev else None)
                 dev = averaged(list(each.values()))  # one dataset: its own scores
                 f1 = dev["jmasa"]["f1"]
-                if improved := f1 > self.best_f1:
+                score = selection_score(self.s.select_on, dev, tsa_dev)
+                if improved := score > self.best_f1:
                     save_checkpoint(self.s.out, self.model, self.tokenizer)
             self.epoch += 1
-            entry = {"epoch": self.epoch, "loss": loss, "dev": dev, "train_seconds": train_s,
+            entry = {"epoch": self.epoch, "loss": loss, "dev": dev, "selection_score": score, "train_seconds": train_s,
                      "eval_seconds": time.monotonic() - t0 - train_s}
             if len(each) > 1:
                 entry["dev_by_dataset"] = each
@@ -273,7 +274,7 @@ class Trainer:
                 log.info("  %s: dev JMASA F1 %.2f, MATE F1 %.2f, MASC acc %.2f", name, scores["jmasa"]["f1"],
                          scores["mate"]["f1"], scores["masc"]["accuracy"])
             if improved:
-                self.best_f1, self.bad_epochs = f1, 0
+                self.best_f1, self.bad_epochs = score, 0
             else:
                 self.bad_epochs += 1
             self.save_state()
@@ -304,8 +305,9 @@ class Trainer:
         return report
 
     def _write_metrics(self, seconds: float, stop_reason: str, calibration: dict | None = None) -> dict:
-        best = max(self.history, key=lambda h: h["dev"]["jmasa"]["f1"]) if self.history else None
-        result = {"dataset": self.s.dataset, "best_epoch": best and best["epoch"],
+        best = max(self.history, key=lambda h: h.get("selection_score", h["dev"]["jmasa"]["f1"])) \
+            if self.history else None
+        result = {"dataset": self.s.dataset, "best_epoch": best and best["epoch"], "select_on": self.s.select_on,
                   "dev": best and best["dev"], "decoding": DECODING, "stop_reason": stop_reason, "seconds_this_run": seconds,
                   "train_seconds_total": sum(h["train_seconds"] + h["eval_seconds"] for h in self.history),
                   "history": self.history, "settings": json.loads(self.s.model_dump_json())}
@@ -318,6 +320,13 @@ class Trainer:
         with replaced_whole(self.s.out / "metrics.json") as tmp:  # its presence marks a finished run
             tmp.write_text(json.dumps(result, indent=2) + "\n")
         return result
+
+
+def selection_score(select_on: str, dev: dict, tsa_dev: dict | None) -> float:
+    """The dev score a checkpoint is chosen (and training stopped early) on."""
+    if select_on == "jmasa_tsa" and tsa_dev:
+        return (dev["jmasa"]["f1"] + tsa_dev["macro_f1"]) / 2
+    return dev["jmasa"]["f1"]
 
 
 def train(settings: TrainSettings) -> dict:
