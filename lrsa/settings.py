@@ -120,7 +120,7 @@ def settings_from_args(cls: type[S], args: argparse.Namespace, **extra: Any) -> 
 def field_help(cls: type[BaseSettings], name: str) -> str:
     """Help text for a flag mirroring a settings field: its description, env var and default."""
     f = cls.model_fields[name]
-    default = f.default if f.default is not None else "none"
+    default = "required" if f.is_required() else f.default if f.default is not None else "none"
     return f"{f.description or ''} (env {env_name(cls, name)}; default {default})".strip()
 
 

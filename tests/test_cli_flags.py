@@ -62,6 +62,7 @@ def test_help_renders(prefix):
     assert exit_info.value.code == 0
     assert out.getvalue().strip().startswith("usage: lrsa")
     assert "--help" in out.getvalue()
+    assert "PydanticUndefined" not in out.getvalue()  # a required setting says so
 
 
 def _expected(option: str, field: str) -> bool:
