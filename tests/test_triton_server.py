@@ -149,7 +149,12 @@ def test_dynamic_batcher_merges_concurrent_requests(triton_server: TritonServer)
     before = counts()
     with ThreadPoolExecutor(16) as pool:
         outputs = list(pool.map(infer, [4 + i % 5 for i in range(64)]))
-    inferences, executions = (a - b for a, b in zip(counts(), before))
-    client.close()
     assert [o.shape for o in outputs] == [(1, 4 + i % 5, 7) for i in range(64)]
+    # Triton updates its statistics after it sends the response: a request just answered may not
+    # be counted yet (once seen: 63 of 64), so read them until all are in, within a deadline
+    deadline = time.monotonic() + 10
+    while (now := counts())[0] - before[0] < 64 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    inferences, executions = (a - b for a, b in zip(now, before))
+    client.close()
     assert inferences == 64 and executions < 64  # several requests per forward pass
