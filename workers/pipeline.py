@@ -298,6 +298,7 @@ class Pipeline:
         """Logged here, not only in the actor: an actor's log lines reach the driver's log
         asynchronously and can be cut off by the shutdown that follows."""
         self.final_statuses.append(status)
+        log.info("ingest %d finished after %d posts", status["index"], status.get("consumed", 0))
         if status.get("refused"):
             log.error("ingest %d stopped with %d records the broker refused for good still unsent (see "
                       "lrsa_send_refused_total); their posts stay uncommitted and are redone after a restart",
