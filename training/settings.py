@@ -151,6 +151,12 @@ class TrainSettings(DataSettings):
                              "as a multiple of the MABSA training posts (0: none; at most all of them)")
     tsa_loss_weight: float = Field(1.0, ge=0.0, description="weight of a targeted-sentiment word in the "
                                    "tag loss against a MABSA word's 1")
+    brand_posts: int = Field(0, ge=0, description="brand-like posts written for the project "
+                             "(training/brand_posts.py: complaints, sarcasm, praise, comparisons, questions, "
+                             "news; every aspect labelled) added to the training set (0: none)")
+    dev_text_only: bool = Field(False, description="evaluate dev (checkpoint selection, early stopping, "
+                                "calibration) without the rationale and description streams, as a worker "
+                                "without the rationale stage serves")
     rdrop_alpha: float = Field(0.0, ge=0.0, description="R-Drop: weight of the symmetric KL between two "
                                "dropout draws of each batch (0: off; each step then costs about twice)")
     calibrate: bool = Field(True, description="after training, fit the confidence calibration of the best "

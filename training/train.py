@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from tqdm import tqdm
 
 from lrsa.labels import IGNORE_INDEX
 from lrsa.model import FusedSLM, FusedSLMConfig, default_text_encoder, save_checkpoint
+from training import brand_posts
 from training.atomic import replaced_whole
 from training.data import MemoryCache, make_batch
 from training.ema import WeightEMA
@@ -98,6 +100,11 @@ class Trainer:
             model, tokenizer = build_model(settings)
         self.model, self.tokenizer = model, tokenizer
         self.train_parts, self.dev_sets = settings.load_each("train"), settings.load_each("dev")
+        if settings.brand_posts:
+            self.train_parts["brand_posts"] = brand_posts.examples(settings.brand_posts)
+        if settings.dev_text_only:
+            self.dev_sets = {name: [replace(ex, rationale=None, description=None) for ex in dev]
+                             for name, dev in self.dev_sets.items()}
         self.train_set = [ex for part in self.train_parts.values() for ex in part]
         # targeted-sentiment tweets: a fresh draw of `tsa_per_epoch` each epoch, indexed after the posts
         self.tsa_pool = settings.load_tsa("train") if settings.tsa_ratio > 0 else []
