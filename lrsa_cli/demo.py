@@ -23,9 +23,14 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from lrsa.settings import LrsaSettings, add_settings_flags, data_dir_field, settings_from_args
+from lrsa.offline_models import DEFAULT_MODEL
+from lrsa.settings import LrsaSettings, SettingsError, add_settings_flags, data_dir_field, settings_from_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# `lrsa train` flags of the shipped model (models/lrsa-default/MODEL_CARD.md), less --epochs/--out
+DEFAULT_RECIPE = ("--dataset", "twitter2015,twitter2017", "--brand-posts", "1500", "--dev-text-only",
+                  "--rationale-source", "reasons_masked", "--modality-dropout", "0.5", "--tsa-ratio", "0.25",
+                  "--tsa-loss-weight", "0.5", "--ema-decay", "0.995", "--seed", "13")
 CHILD_STOP_S = 30.0  # how long a stopped demo waits for its `lrsa` child to finish
 
 
@@ -46,11 +51,15 @@ class DemoSettings(LrsaSettings):
     dashboard: bool = Field(False, description="after the run keep the stack up, run `lrsa aggregate` and "
                             "`lrsa dashboard` on the results, print the URL and wait for Ctrl-C")
     dashboard_port: int = Field(8050, ge=0, le=65535, description="port of the dashboard (--dashboard)")
-    checkpoint: Path = Field(REPO_ROOT / "checkpoints" / "lrsa-twitter2015",
-                             description="fused SLM checkpoint; trained first if missing")
-    data_dir: Path = data_dir_field("MABSA data, used to train a checkpoint if none exists")
-    train_minutes: float = Field(10.0, description="training time budget of that first run (after a "
-                                 "one-time encoding of the rationales)")
+    checkpoint: Path = Field(DEFAULT_MODEL, description="fused SLM checkpoint folder or packed model (default: "
+                             "the shipped model, models/lrsa-default)")
+    train: bool = Field(False, description="train a checkpoint first, on --data-dir with the shipped model's "
+                        "recipe (models/lrsa-default/MODEL_CARD.md), into --train-out, and run the demo on it")
+    train_out: Path = Field(REPO_ROOT / "checkpoints" / "lrsa-first-run", description="where --train writes "
+                            "its checkpoint (an unfinished run there resumes)")
+    train_epochs: int = Field(8, ge=1, description="epochs of --train: a fixed amount of work, whatever the "
+                              "machine's load (about 6 min an epoch on 2 idle cores)")
+    data_dir: Path = data_dir_field("MABSA data, used by --train")
     partitions: int = Field(2, ge=1, description="partitions of the demo topics")
     rationale: bool = Field(True, description="generate LLM rationales (SmolLM2) for the posts")
     idle_s: float = Field(5.0, description="the worker stops once nothing arrived for this long")
@@ -70,17 +79,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def ensure_checkpoint(s: DemoSettings) -> Path:
-    """A trained checkpoint: the given one, or one trained now on the shared data (real weights)."""
-    if (s.checkpoint / "config.json").exists():
-        return s.checkpoint
+    """The checkpoint to serve: the given one (the shipped model by default), or with --train one
+    trained now with the shipped recipe for a fixed number of epochs."""
+    from lrsa.model_pack import resolve_checkpoint
+
+    if not s.train:
+        return resolve_checkpoint(s.checkpoint)  # missing or corrupt: one line naming the fix
     if not (s.data_dir / "twitter2015" / "train.json").exists():
-        sys.exit(f"no checkpoint at {s.checkpoint} and no training data at {s.data_dir}: "
-                 "pass --checkpoint or set LRSA_DATA_DIR")
-    print(f"[demo] no checkpoint at {s.checkpoint}: training one on twitter2015 "
-          f"(all-MiniLM-L6-v2, at most {s.train_minutes:.0f} min)", flush=True)
-    _lrsa("train", "--dataset", "twitter2015", "--data-dir", str(s.data_dir), "--out", str(s.checkpoint),
-          "--rationale-source", "reasons_masked", "--epochs", "4", "--max-minutes", str(s.train_minutes))
-    return s.checkpoint
+        raise SettingsError(f"--train needs the MABSA data at {s.data_dir}: set LRSA_DATA_DIR or --data-dir")
+    print(f"[demo] training {s.train_out} ({s.train_epochs} epochs, the shipped model's recipe; progress and "
+          "ETA below, rerun to resume)", flush=True)
+    _lrsa("train", *DEFAULT_RECIPE, "--epochs", str(s.train_epochs), "--data-dir", str(s.data_dir),
+          "--out", str(s.train_out))
+    return s.train_out
 
 
 def run_demo(s: DemoSettings, checkpoint: Path, tmp: Path) -> int:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from lrsa.offline_models import DEFAULT_MODEL
 from lrsa.settings import LrsaSettings, SettingsError, add_settings_flags, data_dir_field, settings_from_args
 
 log = logging.getLogger("lrsa.gate_curve")
@@ -36,7 +37,7 @@ class GateCurveSettings(LrsaSettings):
 
     model_config = SettingsConfigDict(env_prefix="LRSA_GATE_CURVE_", extra="ignore")
 
-    checkpoint: Path = Field(REPO_ROOT / "checkpoints" / "lrsa-twitter2015", description="fused SLM checkpoint")
+    checkpoint: Path = Field(DEFAULT_MODEL, description="fused SLM checkpoint")
     rationales: Path = Field(..., description="JSONL of post-level rationales from `lrsa rationales` "
                              "(joined by image_id); only the split's posts found there are scored")
     dataset: Literal["twitter2015", "twitter2017"] = Field("twitter2015", description="MABSA benchmark")

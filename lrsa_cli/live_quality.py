@@ -31,6 +31,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from lrsa.offline_models import DEFAULT_MODEL
 from lrsa.settings import LrsaSettings, SettingsError, add_settings_flags, data_dir_field, settings_from_args
 
 log = logging.getLogger("lrsa.live_quality")
@@ -52,7 +53,7 @@ class LiveQualitySettings(LrsaSettings):
         None, description="instead of --gold: this MABSA benchmark's split, converted on the fly")
     split: Literal["train", "dev", "test"] = Field("dev", description="split of --dataset")
     data_dir: Path = data_dir_field()
-    checkpoint: Path = Field(REPO_ROOT / "checkpoints" / "lrsa-twitter2015",
+    checkpoint: Path = Field(DEFAULT_MODEL,
                              description="fused SLM checkpoint that tritonserver serves")
     limit: int | None = Field(None, ge=1, description="only the first N labelled posts")
     modes: str = Field("with,without", description="runs, in order: with (rationale stage on), without "
@@ -154,12 +155,11 @@ def load_gold_posts(s: LiveQualitySettings) -> tuple[list, str]:
 
 
 def run_live_quality(s: LiveQualitySettings) -> dict[str, Any]:
+    from lrsa.model_pack import resolve_checkpoint
     from lrsa_cli.stack import local_stack
 
     gold, source = load_gold_posts(s)
-    if not (s.checkpoint / "config.json").exists():
-        raise SettingsError(f"no fused-SLM checkpoint at {s.checkpoint}: pass --checkpoint DIR "
-                            "(`lrsa train` writes one)")
+    resolve_checkpoint(s.checkpoint)  # a missing or corrupt model fails here, in one line
     n_aspects = sum(len(g.aspects) for g in gold)
     log.info("%d labelled posts (%d aspects) from %s; runs: %s", len(gold), n_aspects, source,
              ", ".join(name for name, _, _ in s.runs))

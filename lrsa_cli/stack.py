@@ -35,9 +35,11 @@ class LocalStack:
 def local_stack(workdir: Path, checkpoint: Path, *, triton_threads: int | None = None,
                 triton_ready_s: float = 300.0, say=print) -> Iterator[LocalStack]:
     """Kafka then tritonserver (serving `checkpoint`), under `workdir`; both stopped on exit."""
+    from lrsa.model_pack import resolve_checkpoint
     from serving.triton_server import TritonServer, render_repository
     from workers.kafka_stack import KafkaStack
 
+    checkpoint = resolve_checkpoint(checkpoint)  # before starting anything: a bad path fails at once
     kafka = KafkaStack(workdir / "kafka", port=0)
     triton = TritonServer(render_repository(workdir / "repo", checkpoint, threads=triton_threads),
                           http_port=0, grpc_port=0, metrics_port=0, workdir=workdir / "triton")

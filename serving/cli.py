@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from lrsa.offline_models import DEFAULT_MODEL
 from lrsa.settings import LrsaSettings, add_settings_flags, settings_from_args
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ class ServeSettings(LrsaSettings):
 
     model_config = SettingsConfigDict(env_prefix="LRSA_SERVE_", extra="ignore")
 
-    checkpoint: Path = Field(Path("checkpoints/lrsa-twitter2015"), description="fused SLM checkpoint folder to serve")
+    checkpoint: Path = Field(DEFAULT_MODEL, description="fused SLM checkpoint folder to serve")
     repository: Path | None = Field(None, description="folder to render the model repository into (default: a temp dir)")
     host: str = Field("127.0.0.1", description="address tritonserver listens on")
     http_port: int = Field(8000, ge=0, description="HTTP port (0: a free one)")
@@ -39,7 +40,7 @@ class ExportSettings(LrsaSettings):
 
     model_config = SettingsConfigDict(env_prefix="LRSA_EXPORT_", extra="ignore")
 
-    checkpoint: Path = Field(Path("checkpoints/lrsa-twitter2015"), description="fused SLM checkpoint folder to export")
+    checkpoint: Path = Field(DEFAULT_MODEL, description="fused SLM checkpoint folder to export")
     out: Path = Field(Path("build/model_repository"), description="model repository to write the entry into")
     format: Literal["onnx"] = Field("onnx", description="export format")
 
@@ -54,10 +55,10 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from lrsa.model_pack import resolve_checkpoint
+
     s = settings_from_args(ServeSettings, args)
-    if not (s.checkpoint / "config.json").exists():
-        log.error("no checkpoint at %s (train one with `lrsa train`, or pass --checkpoint)", s.checkpoint)
-        return 2
+    s.checkpoint = resolve_checkpoint(s.checkpoint)  # a ModelFileError is one line and exit 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -61,7 +61,7 @@ def run_ablations(s: AblationSettings) -> list[dict]:
                     continue
                 log.info("ablation run: %s / %s / seed %d -> %s", dataset, variant, seed, out)
                 train(TrainSettings(data_dir=s.data_dir, dataset=dataset, out=out, seed=seed, epochs=s.epochs,
-                                    max_minutes=s.max_minutes, threads=s.threads, limit=s.limit,
+                                    threads=s.threads, limit=s.limit,
                                     **ALL_VARIANTS[variant][1]))
     if s.rescore:
         rescore(s)

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from lrsa.rationale.config import RationaleSettings
+from lrsa.offline_models import DEFAULT_MODEL
 from lrsa.settings import LrsaSettings, data_dir_field
 from training.data import DATASETS, Example, RationaleSource, load_split
 from training.tsa import DEFAULT_TSA_DIR, load_tsa
@@ -79,7 +80,7 @@ class EvalSettings(DataSettings):
 
     model_config = SettingsConfigDict(env_prefix="LRSA_EVAL_")
 
-    checkpoint: Path = Field(Path("checkpoints/lrsa-twitter2015"), description="checkpoint folder")
+    checkpoint: Path = Field(DEFAULT_MODEL, description="checkpoint folder")
     split: str = Field("dev", description="dev, test (needs test.json) or train")
     batch_size: int = Field(64, description="posts per forward pass")
 
@@ -96,7 +97,7 @@ class CalibrateSettings(DataSettings):
 
     model_config = SettingsConfigDict(env_prefix="LRSA_CALIBRATE_")
 
-    checkpoint: Path = Field(Path("checkpoints/lrsa-twitter2015"), description="checkpoint folder")
+    checkpoint: Path = Field(DEFAULT_MODEL, description="checkpoint folder")
     split: str = Field("dev", description="split to fit on: dev (or train)")
     batch_size: int = Field(64, description="posts per forward pass")
     write: bool = Field(True, description="store the fitted calibration in the checkpoint's config.json")
@@ -137,7 +138,6 @@ class TrainSettings(DataSettings):
         "jmasa", description="checkpoint selection and early stopping on dev: JMASA F1 (jmasa), or the "
         "mean of JMASA F1 and the targeted-sentiment dev macro-F1 (jmasa_tsa; JMASA alone when there "
         "is no targeted-sentiment data)")
-    max_minutes: float | None = Field(None, description="time budget; stops early when spent")
     max_text_len: int = Field(128, description="sub-word tokens of the post")
     max_rationale_len: int = Field(128, description="sub-word tokens of the text rationale")
     max_description_len: int = Field(128, description="sub-word tokens of the image description")
@@ -180,7 +180,6 @@ class AblationSettings(LrsaSettings):
     seeds: str = Field("13,21,42", description="comma-separated seeds")
     out: Path = Field(Path("runs/ablations"), description="one run folder per dataset/variant/seed")
     epochs: int = Field(10, description="maximum epochs per run")
-    max_minutes: float | None = Field(None, description="time budget per run")
     threads: int = Field(2, description="torch CPU threads")
     limit: int | None = Field(None, description="use only the first N posts of each split (smoke tests)")
     table: Path | None = Field(None, description="also write the markdown table to this file")

@@ -174,11 +174,11 @@ class Trainer:
             self.train_cache = MemoryCache.joined([cache(part) for part in parts])
             self.dev_caches = {name: cache(dev) for name, dev in self.dev_sets.items()}
 
-    def _train_epoch(self, deadline: float | None) -> tuple[float, bool]:
-        """One pass over the shuffled training set: mean loss, and whether time ran out."""
+    def _train_epoch(self) -> float:
+        """One pass over the shuffled training set: its mean loss."""
         self.model.train()
         order = self._epoch_order()
-        losses, out_of_time = [], False
+        losses = []
         bar = tqdm(range(0, len(order), self.s.batch_size), desc=f"epoch {self.epoch + 1}/{self.s.epochs}",
                    unit="batch")
         for i in bar:
@@ -196,10 +196,7 @@ class Trainer:
                 self.ema.update()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-            if deadline is not None and time.monotonic() > deadline:
-                out_of_time = True
-                break
-        return float(np.mean(losses)), out_of_time
+        return float(np.mean(losses))
 
     def _epoch_order(self) -> list[int]:
         """This epoch's example indices, shuffled: every MABSA post and a fresh draw of the
@@ -247,13 +244,12 @@ class Trainer:
 
     def fit(self) -> dict:
         start = time.monotonic()
-        deadline = start + 60 * self.s.max_minutes if self.s.max_minutes else None
         self.try_resume()
         self._build_caches()
         stop_reason = "epochs"
         while self.epoch < self.s.epochs:
             t0 = time.monotonic()
-            loss, out_of_time = self._train_epoch(deadline)
+            loss = self._train_epoch()
             train_s = time.monotonic() - t0
             with self._evaluated_weights():
                 each = self._evaluate_dev()
@@ -285,9 +281,11 @@ class Trainer:
             else:
                 self.bad_epochs += 1
             self.save_state()
-            if out_of_time:
-                stop_reason = "time budget"
-                break
+            if self.epoch < self.s.epochs and self.bad_epochs < self.s.patience:
+                per_epoch = np.mean([h["train_seconds"] + h["eval_seconds"] for h in self.history])
+                log.info("epoch %d/%d done; about %.0f min left for the other %d (at this run's mean %.0f s an "
+                         "epoch; early stopping may end it sooner)", self.epoch, self.s.epochs,
+                         per_epoch * (self.s.epochs - self.epoch) / 60, self.s.epochs - self.epoch, per_epoch)
             if self.bad_epochs >= self.s.patience:
                 stop_reason = "early stopping"
                 break

@@ -24,6 +24,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from lrsa.offline_models import DEFAULT_MODEL
 from lrsa.settings import LrsaSettings
 from workers.circuit import Backoff, CircuitBreaker, CircuitState, call_with_retries
 from workers.stage_api import NonRetryable, TransientError, WorkItem
@@ -59,7 +60,7 @@ class ScorerSettings(LrsaSettings):
     protocol: Literal["grpc"] = Field("grpc", description="wire protocol (gRPC only)")
     model_name: str = Field("lrsa_fused", description="model in the Triton repository (lrsa_fused | lrsa_fused_onnx)")
     model_version: str = Field("", description="model version; empty = the server's latest")
-    checkpoint: Path = Field(Path("checkpoints/lrsa-twitter2015"), description="checkpoint folder of the "
+    checkpoint: Path = Field(DEFAULT_MODEL, description="checkpoint folder of the "
                              "served model: its tokenizer and config encode the posts client side")
     timeout_s: float = Field(10.0, gt=0, description="per-request timeout (seconds)")
     retries: int = Field(3, ge=0, description="retries of a failed call before giving up on this attempt")
@@ -232,15 +233,18 @@ class ScoreProcessor:
 
         from lrsa.calibration import ConfidenceCalibration
         from lrsa.model import load_config
+        from lrsa.model_pack import ModelFileError, resolve_checkpoint
 
         self.settings = s = settings or ScorerSettings()
         if not s.url.strip():
             raise ValueError("LRSA_SCORER_URL (scorer setting `url`) is empty: set it to Triton's gRPC host:port")
-        if not (Path(s.checkpoint) / "config.json").exists():
-            raise ValueError(f"no checkpoint at {s.checkpoint}: set LRSA_SCORER_CHECKPOINT to the served one")
-        self.model_config = load_config(s.checkpoint)
+        try:
+            checkpoint = resolve_checkpoint(s.checkpoint)
+        except ModelFileError as e:
+            raise ValueError(f"LRSA_SCORER_CHECKPOINT: {e}") from None
+        self.model_config = load_config(checkpoint)
         self.calibration = ConfidenceCalibration.from_dict(self.model_config.confidence_calibration)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(s.checkpoint))
+        self.tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
         self.endpoints: list[Endpoint] = []
         for url in [u.strip() for u in s.url.split(",") if u.strip()]:
             try:
