@@ -3,5 +3,5 @@
 # broker (KRaft, loopback), a real tritonserver and a local Ray.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --test
 exec .venv/bin/python -m pytest "$@"
