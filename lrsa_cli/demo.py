@@ -101,6 +101,14 @@ def run_demo(s: DemoSettings, checkpoint: Path, tmp: Path) -> int:
     topics = {"input": "demo.posts", "brand_input": "demo.brand_posts", "output": "demo.results",
               "dlq": "demo.posts.dlq",
               "aggregates": "demo.aggregates", "alerts": "demo.alerts"}
+    start = last = time.monotonic()
+    timings: list[tuple[str, float]] = []
+
+    def timed(name: str) -> None:
+        nonlocal last
+        timings.append((name, time.monotonic() - last))
+        last = time.monotonic()
+
     with local_stack(tmp, checkpoint, say=lambda m: print(f"[demo] {m}", flush=True)) as stack:
         bootstrap = stack.bootstrap
         create_topics(bootstrap, [topics[k] for k in ("input", "brand_input", "output", "dlq")], s.partitions)
@@ -114,10 +122,16 @@ def run_demo(s: DemoSettings, checkpoint: Path, tmp: Path) -> int:
                   "--metrics-port", "0", "--exit-when-idle", str(s.idle_s),
                   *(["--entity-aliases", str(s.entity_aliases)] if s.entity_aliases else []), env=stack.scorer_env)
 
+        timed("stack up (Kafka, tritonserver)")
         work(s.posts, topics["input"], s.rationale)
+        timed(f"{s.posts.name} through the pipeline")
+        print_posts(bootstrap, topics, s.posts)
         if s.brand_posts is not None:
             work(s.brand_posts, topics["brand_input"], s.rationale and s.brand_rationale)
-        print_outputs(bootstrap, topics, s.posts)
+            timed(f"{s.brand_posts.name} through the pipeline")
+            print_brand_view(bootstrap, topics)
+        print("[demo] elapsed: " + "; ".join(f"{name} {sec:.0f} s" for name, sec in timings)
+              + f"; total {time.monotonic() - start:.0f} s", flush=True)
         if s.dashboard:
             serve_dashboard(s, bootstrap, topics, tmp)
     return 0
@@ -205,7 +219,8 @@ def _lrsa(*args: str, env: dict[str, str] | None = None) -> None:
         raise subprocess.CalledProcessError(rc, cmd)
 
 
-def print_outputs(bootstrap: str, topics: dict[str, str], posts_file: Path) -> None:
+def print_posts(bootstrap: str, topics: dict[str, str], posts_file: Path) -> None:
+    """Each post of `posts_file` with its aspects and rationale, then the dead letters."""
     texts = {}
     for line in posts_file.read_text().splitlines():
         try:
@@ -230,8 +245,14 @@ def print_outputs(bootstrap: str, topics: dict[str, str], posts_file: Path) -> N
     for d in dead:
         raw = base64.b64decode(d["original_b64"])[:60]
         print(f"   {d['error']['reason']:18} {d['error']['message'][:70]!s:72} {raw!r}")
-    from lrsa_cli.brand_table import DEMO_WINDOW_MS, entity_table, format_table
 
+
+def print_brand_view(bootstrap: str, topics: dict[str, str]) -> None:
+    """Every result of the run summed up per entity, with shift alerts (lrsa_cli/brand_table.py)."""
+    from lrsa_cli.brand_table import DEMO_WINDOW_MS, entity_table, format_table
+    from lrsa_cli.stack import read_topic
+
+    results = read_topic(bootstrap, topics["output"])
     print(f"\n=== brand view: {len(results)} results by entity (event-time windows of "
           f"{DEMO_WINDOW_MS // 60000} min; shift alerts as `lrsa aggregate` would fire them) ===")
     print(format_table(entity_table(results)))
