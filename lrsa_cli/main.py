@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "lrsa_cli.live_quality",     # bench live-quality
     "lrsa_cli.gate_curve",       # bench gate-curve
     "lrsa_cli.reference",        # config-reference
+    "lrsa_cli.models_cli",       # models list|fetch (named offline models)
     "lrsa.rationale.cli",        # bench rationale
     "workers.cli",               # run, produce, stack, bench pipeline
     "lrsa_cli.scorer_cli",       # bench scorer (uses workers and serving)

@@ -109,8 +109,8 @@ class TrainSettings(DataSettings):
     model_config = SettingsConfigDict(env_prefix="LRSA_TRAIN_")
 
     out: Path = Field(Path("runs/lrsa"), description="output folder (checkpoint + training state)")
-    text_encoder: str | None = Field(None, description="HF id or path of the text encoder "
-                                     "(default: offline all-MiniLM-L6-v2)")
+    text_encoder: str | None = Field(None, description="HF id or path of the text encoder, or a "
+                                     "named offline model (`lrsa models list`; default: offline all-MiniLM-L6-v2)")
     fusion: Literal["dual_cross_attention", "concat", "text_only"] = Field(
         "dual_cross_attention", description="how rationale and description join the text")
     rationale_encoder: Literal["shared", "separate", "frozen"] = Field(

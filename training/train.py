@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_model
 from tqdm import tqdm
 
+from lrsa import offline_models
 from lrsa.labels import IGNORE_INDEX
 from lrsa.model import FusedSLM, FusedSLMConfig, default_text_encoder, save_checkpoint
 from training import brand_posts
@@ -56,7 +57,8 @@ def build_model(s: TrainSettings) -> tuple[FusedSLM, object]:
         return load_checkpoint(s.init_from)
 
     config = FusedSLMConfig(
-        text_encoder=s.text_encoder or default_text_encoder(), rationale_encoder=s.rationale_encoder,
+        text_encoder=offline_models.resolve(s.text_encoder) if s.text_encoder else default_text_encoder(),
+        rationale_encoder=s.rationale_encoder,
         fusion=s.fusion, max_text_len=s.max_text_len, max_rationale_len=s.max_rationale_len,
         max_description_len=s.max_description_len, modality_dropout=s.modality_dropout, dropout=s.dropout,
         inner_fusion_layers=s.inner_fusion_layers, sentiment_head=s.sentiment_head)

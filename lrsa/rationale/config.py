@@ -17,7 +17,7 @@ class RationaleSettings(LrsaSettings):
 
     model_config = SettingsConfigDict(env_prefix="LRSA_RATIONALE_")
 
-    model: str = Field(DEFAULT_MODEL, description="rationale LLM: HF id, local folder, or the offline default")
+    model: str = Field(DEFAULT_MODEL, description="rationale LLM: HF id, local folder, the offline default, or a named offline model (`lrsa models list`)")
     vlm_model: str | None = Field(None, description="vision-language model (HF id/folder) describing images; none = text only")
     model_cache_dir: Path | None = Field(None, description="where converted models are cached (~/.cache/lrsa/models)")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")

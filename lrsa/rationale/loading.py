@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from lrsa import offline_models
 from lrsa.rationale import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,16 @@ def smollm2_gguf_path() -> Path:
 
 
 def resolve_model_dir(model: str = DEFAULT_MODEL, cache_dir: Path | None = None) -> str:
-    """A folder or hub id `from_pretrained` can load; converts the offline GGUF once if needed."""
+    """A folder or hub id `from_pretrained` can load; converts an offline GGUF (the default
+    SmolLM2, or a named offline model of lrsa.offline_models) once if needed."""
+    if model in offline_models.MODELS:
+        path = Path(offline_models.resolve(model))
+        if path.suffix != ".gguf":
+            return str(path)
+        target = (cache_dir or default_cache_dir()) / model
+        if not (target / "model.safetensors").exists():
+            convert_gguf(path, target)
+        return str(target)
     if model != DEFAULT_MODEL:
         return model
     target = (cache_dir or default_cache_dir()) / DEFAULT_MODEL
