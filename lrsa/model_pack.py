@@ -37,7 +37,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from lrsa.offline_models import (DEFAULT_MODEL, HUB_TEXT_ENCODER, REPO_ROOT, TEXT_ENCODER_PACKAGE,
-                                  default_text_encoder)
+                                  default_text_encoder, file_sha256)
 from lrsa.settings import SettingsError
 
 FORMAT = "lrsa-packed-v1"
@@ -58,14 +58,6 @@ class ModelFileError(SettingsError):
 
 def cache_root() -> Path:
     return Path(os.environ.get("LRSA_MODEL_CACHE") or REPO_ROOT / ".cache" / "models")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tensors_sha256(state: dict[str, torch.Tensor]) -> str:

@@ -128,7 +128,7 @@ def resolve(name_or_id: str, root: Path | None = None) -> str:
     return str(path)
 
 
-def _sha256_of(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
