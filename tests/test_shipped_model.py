@@ -169,3 +169,10 @@ def test_sample_complaints_read_negative(predictor) -> None:
         if not any(s == "negative" for _, s in named) or any(s == "positive" for _, s in named):
             wrong.append((pid, word, [(a["term"], a["sentiment"]) for a in results[pid]["aspects"]]))
     assert len(wrong) <= 1, f"complaints not read negative (at most one miss allowed): {wrong}"
+
+
+def test_the_demo_with_a_missing_model_fails_at_once_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "lrsa_cli.main", "demo", "--checkpoint", str(tmp_path / "gone")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "pass --checkpoint DIR" in done.stderr, done.stderr
