@@ -176,3 +176,22 @@ def test_the_demo_with_a_missing_model_fails_at_once_in_one_line(tmp_path: Path)
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "pass --checkpoint DIR" in done.stderr, done.stderr
+
+
+def test_demo_train_uses_the_model_cards_recipe() -> None:
+    """`lrsa demo --train` trains what the card says reproduces the shipped model, and it parses."""
+    from lrsa.settings import settings_from_args
+    from lrsa_cli.demo import DEFAULT_RECIPE
+    from lrsa_cli.main import build_parser
+    from training.settings import TrainSettings
+
+    card = " ".join((DEFAULT_MODEL / "MODEL_CARD.md").read_text().replace("\\\n", " ").split())
+    tokens = list(DEFAULT_RECIPE)
+    for i, token in enumerate(tokens):
+        if token.startswith("--"):
+            value = tokens[i + 1] if i + 1 < len(tokens) and not tokens[i + 1].startswith("--") else None
+            assert (f"{token} {value}" if value else token) in card, token
+    args = build_parser().parse_args(["train", *DEFAULT_RECIPE, "--epochs", "8", "--out", "x"])
+    s = settings_from_args(TrainSettings, args)
+    assert s.brand_posts == 1500 and s.dev_text_only and s.datasets == ["twitter2015", "twitter2017"]
+    assert s.rationale_source == "reasons_masked" and s.ema_decay == 0.995 and s.seed == 13
