@@ -47,9 +47,10 @@ def render_repository(dest: Path, checkpoint: Path, *, models: tuple[str, ...] =
     The committed config.pbtxt files stay generic; the checkpoint (and optional tuning knobs) are
     written into the rendered copy, so no path is baked into code or the repository.
     """
-    from lrsa.model_pack import resolve_checkpoint
+    from lrsa.model_pack import is_packed, resolve_checkpoint
 
-    checkpoint = resolve_checkpoint(checkpoint)  # a packed model is served from its unpacked folder
+    if is_packed(checkpoint):  # served from its unpacked, checked folder; other paths as given
+        checkpoint = resolve_checkpoint(checkpoint)
     dest.mkdir(parents=True, exist_ok=True)
     for name in models:
         src = REPOSITORY_TEMPLATE / name
