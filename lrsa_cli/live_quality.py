@@ -155,11 +155,9 @@ def load_gold_posts(s: LiveQualitySettings) -> tuple[list, str]:
 
 
 def run_live_quality(s: LiveQualitySettings) -> dict[str, Any]:
-    from lrsa.model_pack import resolve_checkpoint
     from lrsa_cli.stack import local_stack
 
     gold, source = load_gold_posts(s)
-    resolve_checkpoint(s.checkpoint)  # a missing or corrupt model fails here, in one line
     n_aspects = sum(len(g.aspects) for g in gold)
     log.info("%d labelled posts (%d aspects) from %s; runs: %s", len(gold), n_aspects, source,
              ", ".join(name for name, _, _ in s.runs))

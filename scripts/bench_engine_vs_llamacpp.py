@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="qwen2.5-coder-1.5b-instruct", help="a named offline GGUF model")
     p.add_argument("--dataset", default="twitter2015")
+    p.add_argument("--data-dir", type=Path, default=None, help="MABSA data folder (default: $LRSA_DATA_DIR, "
+                   "else ../shared/data/mabsa)")
     p.add_argument("--posts", type=int, default=16)
     p.add_argument("--slots", type=int, default=16, help="engine rows decoded together")
     p.add_argument("--max-new", type=int, default=64)
@@ -43,7 +46,10 @@ def main() -> int:
     from lrsa_cli.gold import split_to_gold
 
     torch.set_num_threads(a.threads)
-    texts = [g.text for g in split_to_gold(ROOT.parent / "shared" / "data" / "mabsa", a.dataset, "dev", a.posts)]
+    from lrsa.settings import DEFAULT_DATA_DIR
+
+    data_dir = a.data_dir or Path(os.environ.get("LRSA_DATA_DIR", DEFAULT_DATA_DIR))
+    texts = [g.text for g in split_to_gold(data_dir, a.dataset, "dev", a.posts)]
     report: dict = {"model": a.model, "posts": len(texts), "max_new_tokens": a.max_new, "threads": a.threads,
                     "prompt_version": PROMPT_VERSION}
 

@@ -205,3 +205,29 @@ def test_batch_job_writes_jsonl_and_resumes(tmp_path):
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines[:5] == first and [r["image_id"] for r in lines[5:]] == ["5.jpg", "6.jpg", "7.jpg"]
     assert engine.totals.posts == 8  # resumed: the first five were not generated again
+
+
+def test_token_bias_moves_the_greedy_pick_in_prefill_and_decode():
+    """A prompt version's label bias: a large bias on one token makes it every pick; a bias that
+    does not change the argmax leaves the output equal to plain greedy decoding."""
+    model = tiny_llama()
+    prompts = _prompts(5, seed=4)
+    plain, _ = ContinuousBatcher(model, slots=2, max_len=64).run(prompts, 6)
+    forced, _ = ContinuousBatcher(model, slots=2, max_len=64, token_bias={42: 1e4}).run(prompts, 6)
+    assert all(row == [42] * 6 for row in forced)
+    nudged, _ = ContinuousBatcher(model, slots=2, max_len=64, token_bias={42: 1e-6}).run(prompts, 6)
+    assert nudged == plain and any(row != [42] * 6 for row in plain)
+
+
+def test_engine_takes_the_label_bias_of_its_prompt_version():
+    from lrsa.rationale.prompts import TEMPLATES
+
+    loaded = tiny_loaded()
+    biased = RationaleEngine(RationaleSettings(device="cpu", slots=2, max_len=640, max_new_tokens=4, threads=1,
+                                               prompt_version="v5"), loaded=loaded)
+    neutral = loaded.tokenizer("neutral", add_special_tokens=False)["input_ids"][0]
+    assert dict(TEMPLATES["v5"].label_bias)["neutral"] < 0
+    assert biased.batcher.bias is not None and biased.batcher.bias[neutral] == dict(TEMPLATES["v5"].label_bias)["neutral"]
+    plain = RationaleEngine(RationaleSettings(device="cpu", slots=2, max_len=640, max_new_tokens=4, threads=1,
+                                              prompt_version="v4"), loaded=loaded)
+    assert plain.batcher.bias is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lrsa.rationale.config import RationaleSettings
-from lrsa.rationale.names import candidate_names
+from lrsa.rationale.names import candidate_names, candidate_names_v2
 from lrsa.rationale.prompts import (PROMPT_VERSION, TEMPLATES, _user_turn, finish, get_template, text_messages,
                                     tidy_name_lines)
 
@@ -69,6 +69,53 @@ def test_v3_answer_keeps_one_line_per_name_in_the_post():
 ])
 def test_candidate_names(text, names):
     assert candidate_names(text) == names
+
+
+@pytest.mark.parametrize("text, names", [
+    # @-mentions are names, the retweet's source is not
+    ("RT @ BBCNews : Congrats to @ AshBarty on the title", ["AshBarty"]),
+    ("Face timed the lil breh brehs @ BrandonRowland @ HunterRowland", ["Face", "BrandonRowland", "HunterRowland"]),
+    # a skip word inside a run stays, one that opens a run of names starts it, a trailing one goes
+    ("RT @ Number10gov : Theresa May has seen the Prime Minister", ["Theresa May", "Prime Minister"]),
+    ("One Direction makes history tonight", ["One Direction"]),
+    ("I love Apple Today", ["Apple"]),
+    ("Spencer Tracy is in EVERY scene of FATHER OF THE BRIDE", ["Spencer Tracy", "EVERY", "FATHER OF THE BRIDE"]),
+    # acronyms that are skip words in lower case, among ordinary words
+    ("Kevin Folta is wrong , says WHO expert", ["Kevin Folta", "WHO"]),
+    ("Congrats to the US team ! Can't wait # WorldCup", ["US", "#WorldCup"]),
+    ("i love it here on Monday", []),
+])
+def test_candidate_names_v2(text, names):
+    assert candidate_names_v2(text) == names
+
+
+@pytest.mark.parametrize("version", ["v4", "v5"])
+def test_v4_examples_answer_every_listed_name_in_order(version):
+    """The examples teach one line per listed name: their answers name exactly the names the
+    post's user turn lists (names v2), in that order, and each label is one of the three."""
+    t = get_template(version)
+    assert t.names == "v2" and t.name_lines
+    labels = set()
+    for post, answer in t.examples:
+        lines = answer.splitlines()
+        assert [x.split(":", 1)[0] for x in lines] == candidate_names_v2(post)
+        labels |= {x.split(":", 1)[1].split(" - ")[0].strip() for x in lines}
+        assert _user_turn(t, post).endswith("Names: " + "; ".join(candidate_names_v2(post)))
+    assert labels == {"positive", "neutral", "negative"}
+
+
+def test_answers_of_the_1_5b_are_parsed_into_name_lines():
+    """Formats Qwen2.5-1.5B-Instruct writes: list markers, bold names, a repeated name, a name
+    from the examples, blank lines, a label with no reason."""
+    post = "RT @ BBCNews : Two injured as Tesla crashes into a shop in Leeds @ WYP"
+    answer = ("1. **Tesla**: negative - its car crashed\n\n- Leeds: neutral - the city\n"
+              "* Tesla: positive - repeated\nRyanair: negative - copied from an example\n2) WYP: neutral")
+    assert finish(answer, post, "v5") == "Tesla: negative - its car crashed\nLeeds: neutral - the city\nWYP: neutral"
+    from lrsa.rationale.verdicts import verdict
+
+    rationale = finish(answer, post, "v5")
+    assert [verdict(rationale, n) for n in ("Tesla", "Leeds", "WYP", "Ryanair")] == \
+        ["negative", "neutral", "neutral", "none"]
 
 
 def test_every_prompt_fits_the_default_slot_with_smollm2s_tokenizer():

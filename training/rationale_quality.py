@@ -105,6 +105,9 @@ def generate(s: RationaleQualitySettings, examples, engine=None) -> tuple[list[s
     t0 = time.perf_counter()
     for i in range(0, len(texts), s.chunk_size):
         out += [r.text for r in engine.generate([RationaleRequest(t) for t in texts[i:i + s.chunk_size]])]
+        spent = time.perf_counter() - t0
+        log.info("%d/%d posts, %.0f s, ETA %.0f s", len(out), len(texts), spent,
+                 spent / len(out) * (len(texts) - len(out)))
     seconds = time.perf_counter() - t0
     if s.out:
         s.out.parent.mkdir(parents=True, exist_ok=True)

@@ -129,7 +129,7 @@ class ContinuousBatcher:
                  eos_token_ids: Sequence[int] = (), continuous: bool = True, sort_by_length: bool = True,
                  refill_min: int | None = None, column_bucket: int = 64, row_bucket: int | None = None,
                  cuda_graphs: bool | None = None, compile: bool = False, share_prefix: bool = True,
-                 min_shared_prefix: int = 4) -> None:
+                 min_shared_prefix: int = 4, token_bias: dict[int, float] | None = None) -> None:
         self.model = model
         self.decoder = model.get_decoder()
         self.lm_head = model.get_output_embeddings()
@@ -146,6 +146,12 @@ class ContinuousBatcher:
         self.cache = SlotKVCache(model, slots, max_len)
         self._cols = torch.arange(max_len, device=model.device)
         self._tokens = torch.zeros(slots, dtype=torch.long, device=model.device)
+        # added to the logits before the greedy pick (a prompt version's label bias), None when empty
+        self.bias: torch.Tensor | None = None
+        if token_bias:
+            self.bias = torch.zeros(self.lm_head.out_features, device=model.device)
+            for token, b in token_bias.items():
+                self.bias[token] = b
         if compile:  # one specialisation per (row, column) bucket: allow that many recompiles
             buckets = (slots // self.row_bucket + 1) * (max_len // column_bucket + 1)
             torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, buckets)
@@ -158,7 +164,10 @@ class ContinuousBatcher:
         self.cache.limit = limit
         hidden = self.decoder(input_ids=tokens[:, None], attention_mask=mask, position_ids=pos[:, None],
                               cache=self.cache, use_cache=True).last_hidden_state
-        return self.lm_head(hidden[:, 0]).argmax(-1)
+        return self._pick(self.lm_head(hidden[:, 0]))
+
+    def _pick(self, logits: torch.Tensor) -> torch.Tensor:
+        return (logits if self.bias is None else logits + self.bias).argmax(-1)
 
     def _decode_step(self, rows: int, limit: int) -> torch.Tensor:
         """Next token of the first `rows` slots (all slots' buffers hold the inputs)."""
@@ -234,7 +243,7 @@ class ContinuousBatcher:
         finally:
             self.cache.prefill_slots = None
         last = hidden[torch.arange(len(rows), device=dev), lens - 1]
-        return self.lm_head(last).argmax(-1)
+        return self._pick(self.lm_head(last))
 
     def _shared_prefix(self, prompts: list[list[int]]) -> int:
         """Length of the prompts' common prefix worth computing once (each prompt keeps >= 1 own token)."""

@@ -27,8 +27,9 @@ class RationaleSettings(LrsaSettings):
                                 "candidate names (docs/rationale.md, Rationale quality)")
     max_new_tokens: int = Field(64, ge=1, description="longest rationale, in tokens")
     slots: int = Field(32, ge=1, description="rows decoded together (continuous-batching slots)")
-    max_len: int = Field(448, ge=16, description="prompt + rationale tokens per slot (KV cache length); a prompt "
-                         "longer than max_len - max_new_tokens loses its start (v3's few-shot prompt: 250-330 tokens)")
+    max_len: int = Field(640, ge=16, description="prompt + rationale tokens per slot (KV cache length); a prompt "
+                         "longer than max_len - max_new_tokens loses its start (few-shot prompts: v3 250-330 "
+                         "tokens, v4/v5 440-520)")
     cuda_graphs: bool | None = Field(None, description="capture the decode step as CUDA graphs (default: on GPU)")
     compile: bool = Field(False, description="torch.compile the decode step")
     cache_size: int = Field(10_000, ge=0, description="rationale cache entries (0 disables)")

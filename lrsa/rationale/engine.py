@@ -19,7 +19,7 @@ from lrsa.rationale.batcher import BatchStats, ContinuousBatcher
 from lrsa.rationale.cache import CacheStats, RationaleCache, cache_key
 from lrsa.rationale.config import RationaleSettings
 from lrsa.rationale.loading import LoadedModel, load_model
-from lrsa.rationale.prompts import finish, render, text_messages
+from lrsa.rationale.prompts import finish, get_template, label_token_bias, render, text_messages
 from lrsa.rationale.vision import ImageDescriber
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,8 @@ class RationaleEngine:
         self.tokenizer = self.loaded.tokenizer
         self.batcher = ContinuousBatcher(
             self.loaded.model, slots=s.slots, max_len=s.max_len, eos_token_ids=self._eos_ids(),
-            cuda_graphs=s.cuda_graphs, compile=s.compile)
+            cuda_graphs=s.cuda_graphs, compile=s.compile,
+            token_bias=label_token_bias(self.tokenizer, get_template(s.prompt_version).label_bias))
         self.describer = describer or (ImageDescriber(s.vlm_model, device, s.dtype) if s.vlm_model else None)
         self.cache: RationaleCache[Rationale] = RationaleCache(s.cache_size)
         self.totals = EngineTotals()
