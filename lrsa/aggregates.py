@@ -186,11 +186,3 @@ def aggregate_record(acc: dict, label: str, start_ms: int, end_ms: int, now_ms: 
 
 def aggregate_key(entity: str, label: str, start_ms: int) -> str:
     return f"{entity}|{label}|{iso_ms(start_ms)}"
-
-
-def brand_schemas() -> dict[str, dict]:
-    """File name -> JSON Schema of the aggregates and alerts topics (schemas/*.schema.json)."""
-    from lrsa.shift import ALERT_SCHEMA_VERSION, AlertEvent
-
-    return {f"aggregate.v{AGGREGATE_SCHEMA_VERSION}.schema.json": AggregateRecord.model_json_schema(),
-            f"alert.v{ALERT_SCHEMA_VERSION}.schema.json": AlertEvent.model_json_schema()}

@@ -19,13 +19,25 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     p.set_defaults(func=_pack_model)
 
 
-def _schemas(args: argparse.Namespace) -> int:
+def contract_schemas() -> dict[str, dict]:
+    """File name -> JSON Schema of every topic contract: posts, results and dead letters
+    (lrsa.schemas), brand aggregates (lrsa.aggregates) and alerts (lrsa.shift)."""
+    from lrsa.aggregates import AGGREGATE_SCHEMA_VERSION, AggregateRecord
     from lrsa.schemas import ALL_SCHEMAS, SCHEMA_VERSIONS
+    from lrsa.shift import ALERT_SCHEMA_VERSION, AlertEvent
 
+    out = {f"{name}.v{SCHEMA_VERSIONS[name]}.schema.json": model.model_json_schema()
+           for name, model in ALL_SCHEMAS.items()}
+    out[f"aggregate.v{AGGREGATE_SCHEMA_VERSION}.schema.json"] = AggregateRecord.model_json_schema()
+    out[f"alert.v{ALERT_SCHEMA_VERSION}.schema.json"] = AlertEvent.model_json_schema()
+    return out
+
+
+def _schemas(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, model in ALL_SCHEMAS.items():
-        path = args.out / f"{name}.v{SCHEMA_VERSIONS[name]}.schema.json"
-        path.write_text(json.dumps(model.model_json_schema(), indent=2, sort_keys=True) + "\n")
+    for name, schema in contract_schemas().items():
+        path = args.out / name
+        path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
         print(path)
     return 0
 

@@ -16,32 +16,10 @@ from pathlib import Path
 from training.atomic import replaced_whole
 from training.evaluate import DECODING
 from training.settings import AblationSettings, EvalSettings, TrainSettings
+from training.variants import ALL_VARIANTS, VARIANTS
 
 log = logging.getLogger(__name__)
 
-# slug -> (table label, TrainSettings fields that differ from the default model). The default
-# dual model fuses inside the encoder's last 3 layers as well as after it.
-VARIANTS: dict[str, tuple[str, dict]] = {
-    "dual": ("dual cross-attn (reasons + description)", {}),
-    "dual-no-rationale": ("dual, description only (no text rationale)", {"no_rationale": True}),
-    "dual-no-description": ("dual, no image description", {"no_description": True}),
-    "dual-masked": ("dual, reasons with aspect terms masked", {"rationale_source": "reasons_masked"}),
-    "concat": ("concat (reasons + description)", {"fusion": "concat"}),
-    "concat-masked": ("concat, reasons with aspect terms masked",
-                      {"fusion": "concat", "rationale_source": "reasons_masked"}),
-    "text-only": ("text only", {"fusion": "text_only", "no_rationale": True, "no_description": True}),
-}
-# Earlier model: fused after the encoder only. Runnable by name, not part of "all".
-TOP_ONLY: dict[str, tuple[str, dict]] = {
-    "dual-top": ("dual, fused after the encoder only", {"inner_fusion_layers": 0}),
-    "dual-top-no-rationale": ("dual, after the encoder only, description only",
-                              {"inner_fusion_layers": 0, "no_rationale": True}),
-    "dual-top-masked": ("dual, after the encoder only, reasons masked",
-                        {"inner_fusion_layers": 0, "rationale_source": "reasons_masked"}),
-    "dual-top-shared": ("dual, after the encoder only, memory through the fine-tuned text encoder",
-                        {"inner_fusion_layers": 0, "rationale_encoder": "shared"}),
-}
-ALL_VARIANTS = {**VARIANTS, **TOP_ONLY}
 
 
 def run_dir(root: Path, dataset: str, variant: str, seed: int) -> Path:

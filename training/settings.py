@@ -11,11 +11,12 @@ from pydantic import Field, field_validator
 
 from pydantic_settings import SettingsConfigDict
 
-from lrsa.rationale.config import RationaleSettings
 from lrsa.offline_models import DEFAULT_MODEL
+from lrsa.rationale.config import RationaleSettings
 from lrsa.settings import LrsaSettings, data_dir_field
 from training.data import DATASETS, Example, RationaleSource, load_split
 from training.tsa import DEFAULT_TSA_DIR, load_tsa
+from training.variants import ALL_VARIANTS
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +191,6 @@ class AblationSettings(LrsaSettings):
     @field_validator("variants")
     @classmethod
     def _known_variants(cls, spec: str) -> str:
-        from training.ablations import ALL_VARIANTS  # it imports these settings
-
         unknown = [n for n in spec.split(",") if n not in ALL_VARIANTS] if spec != "all" else []
         if unknown:
             raise ValueError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(ALL_VARIANTS)}")

@@ -28,7 +28,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, StoppingCriteria, StoppingCriteriaList
 
 from lrsa.rationale.batcher import ContinuousBatcher
-from lrsa.rationale.cli import add_bench_arguments
+from lrsa.rationale.bench_args import add_bench_arguments
 from lrsa.rationale.loading import load_model, parse_dtype
 
 # Shapes usable without a hub: name -> (model_type, config kwargs).
