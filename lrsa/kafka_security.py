@@ -74,6 +74,10 @@ class KafkaSecurity(LrsaSettings):
                                         "succeed in this time fails; a broker that answers but refuses the "
                                         "login (or TLS) fails it with an error naming the security settings")
     kafka_ssl_check_hostname: bool = Field(True, description="check that the broker certificate names its host")
+    kafka_connect_timeout_s: float = Field(15.0, gt=0, description="how long a command waits at start for a Kafka "
+                                           "broker to answer at the bootstrap address before it fails with one "
+                                           "line saying what to do (a wrong address is a configuration error, "
+                                           "not a crash to retry)")
 
     @model_validator(mode="before")
     @classmethod

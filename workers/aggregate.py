@@ -23,6 +23,7 @@ from typing import Any
 from lrsa.aggregates import aggregate_record, event_time_ms, mentions_of, window_add, window_init
 from lrsa.shift import on_closed_window
 from workers.aggregate_config import AggregateSettings
+from workers.kafka_preflight import check_kafka
 
 log = logging.getLogger("lrsa.aggregate")
 INVALID = {"__invalid__": True}
@@ -209,6 +210,10 @@ class Aggregator:
 
 
 def run_aggregate(s: AggregateSettings, metrics: AggregateMetrics | None = None) -> int:
+    if check_kafka(s, [s.input_topic]):  # a wrong address: one line, exit 2, before anything starts
+        log.warning("input topic %s does not exist on %s yet: the aggregator waits for it (the worker's "
+                    "--output-topic; `lrsa run` creates it with its first result on brokers that auto-create "
+                    "topics)", s.input_topic, s.bootstrap_servers)
     ensure_output_topics(s)
     metrics = metrics or AggregateMetrics()
     if s.metrics_port is not None:

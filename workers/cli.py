@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lrsa.settings import add_settings_flags, settings_from_args
+from lrsa.settings import SettingsError, add_settings_flags, settings_from_args
 from workers import stage_settings  # noqa: F401 - the stage actors' settings classes: their env vars are known
 from workers.config import KafkaClientSettings, StackSettings, WorkerSettings
 
@@ -46,9 +46,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _produce(args: argparse.Namespace) -> int:
+    from workers.kafka_preflight import check_kafka
     from workers.produce import read_lines, send_lines
 
-    n = send_lines(settings_from_args(KafkaClientSettings, args), args.topic, read_lines(args.file))
+    if not args.file.is_file():
+        raise SettingsError(f"no file {args.file}: pass --file with a JSONL file of posts (one JSON object per "
+                            f"line), e.g. samples/posts.jsonl")
+    s = settings_from_args(KafkaClientSettings, args)
+    check_kafka(s)
+    n = send_lines(s, args.topic, read_lines(args.file))
     print(f"sent {n} messages to {args.topic}")
     return 0
 

@@ -18,6 +18,7 @@ from workers.actor_start import StartupError
 from workers.config import WorkerSettings, parse_resources
 from workers.control import ControlServer, ControlState
 from workers.ingest import STOP_RESERVE_S
+from workers.kafka_preflight import check_kafka
 from workers.member_id import MemberId, transactional_id
 from workers.metrics import DriverMetrics
 from workers.pools import OccupancyWindow, Pools  # noqa: F401 - OccupancyWindow: re-exported
@@ -461,6 +462,11 @@ class Pipeline:
 
 def run_worker(s: WorkerSettings) -> int:
     """Entry of `lrsa run`: signals request a graceful stop; a second signal exits at once."""
+    # a wrong address or refused login is a configuration error, said before Ray or any actor starts
+    if check_kafka(s, [s.input_topic]):
+        log.warning("input topic %s does not exist on %s yet: the worker waits for it (a broker with "
+                    "auto.create.topics.enable creates it with the first post; otherwise create it: "
+                    "`lrsa stack up --kafka-topics %s`)", s.input_topic, s.bootstrap_servers, s.input_topic)
     pipeline = Pipeline(s)
 
     def on_signal(signum, _frame):
