@@ -67,6 +67,9 @@ class OfflineModel:
     size: int
     unzip: bool = False  # the joined file is a zip of the model folder
     install_note: str = ""
+    # a rationale LLM's prompt version (lrsa/rationale/prompts.py), measured best for it: the
+    # rationale settings use it when no version is set
+    prompt_version: str | None = None
 
     @property
     def requirements(self) -> list[str]:
@@ -87,7 +90,8 @@ MODELS: dict[str, OfflineModel] = {m.name: m for m in [
                      [str(i) for i in range(1, 23)]),
         filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-        size=1_117_320_768),
+        size=1_117_320_768,
+        prompt_version="v6"),  # docs/rationale.md, "A prompt the 1.5B follows"
     OfflineModel(
         name="all-mpnet-base-v2",
         hub_id="sentence-transformers/all-mpnet-base-v2",

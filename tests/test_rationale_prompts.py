@@ -145,3 +145,15 @@ def test_engine_applies_the_versions_finish(monkeypatch):
     monkeypatch.setattr("lrsa.rationale.engine.finish", lambda a, p, v: seen.append((p, v)) or "done")
     [r] = engine.generate([RationaleRequest("Chuck Bass is everything # MCM")])
     assert r.text == "done" and seen == [("Chuck Bass is everything # MCM", "v3")]
+
+
+def test_a_named_offline_model_brings_its_measured_prompt_version():
+    from lrsa import offline_models
+
+    qwen = "qwen2.5-coder-1.5b-instruct"
+    assert offline_models.MODELS[qwen].prompt_version in TEMPLATES
+    assert RationaleSettings(model=qwen).prompt_version == offline_models.MODELS[qwen].prompt_version
+    assert RationaleSettings(model=qwen, prompt_version="v3").prompt_version == "v3"  # a set version wins
+    assert RationaleSettings(model="HuggingFaceTB/SmolLM2-135M-Instruct").prompt_version == PROMPT_VERSION
+    with pytest.raises(ValueError, match="unknown prompt version 'v0'"):
+        RationaleSettings(prompt_version="v0")
