@@ -1,6 +1,6 @@
-"""`lrsa config-reference`: the README's configuration reference, rendered from the settings classes.
+"""`lrsa config-reference`: the configuration reference (docs/configuration.md), rendered from the settings classes.
 
-The settings' field descriptions are the single source; a test keeps the README in sync.
+The settings' field descriptions are the single source; a test keeps docs/configuration.md in sync.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lrsa.settings import DEFAULT_DATA_DIR, env_name
 
-# (heading, "module:Class") in README order. Stage actors are configured by env vars only: they
+# (heading, "module:Class") in reference order. Stage actors are configured by env vars only: they
 # are built inside Ray actors, away from the command line.
 ENV_ONLY = "env only"
 SETTINGS = [

@@ -1,7 +1,7 @@
 """Settings of the streaming worker (`lrsa run`) and the embedded Kafka stack (`lrsa stack`).
 
-Every field is an env var LRSA_<FIELD> and (for the commands that expose it) a flag; the README's
-configuration reference is generated from the descriptions here.
+Every field is an env var LRSA_<FIELD> and (for the commands that expose it) a flag; docs/configuration.md
+(the configuration reference) is generated from the descriptions here.
 """
 
 from __future__ import annotations
