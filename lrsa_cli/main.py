@@ -31,12 +31,24 @@ COMMAND_MODULES = [
 ]
 
 
+def version() -> str:
+    """The installed package's version (pyproject.toml), or "unknown" from a bare checkout."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("lrsa-stream")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lrsa",
         description="Real-time multimodal aspect-based sentiment analysis (LRSA) over social streams.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"lrsa {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     bench_parser = sub.add_parser("bench", help="benchmarks that print measured ratios")
     bench = bench_parser.add_subparsers(dest="bench", metavar="BENCH", required=True)

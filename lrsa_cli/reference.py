@@ -17,6 +17,8 @@ ENV_ONLY = "env only"
 SETTINGS = [
     ("`lrsa run` (the worker)", "workers.config:WorkerSettings"),
     ("`lrsa stack` (embedded Kafka)", "workers.config:StackSettings"),
+    ("`lrsa produce --file FILE --topic TOPIC` (the two flags have no env var)", "workers.config:KafkaClientSettings"),
+    ("`lrsa consume TOPIC` (read a topic)", "workers.consume:ConsumeSettings"),
     ("`lrsa aggregate` (entity windows, shift alerts)", "workers.aggregate_config:AggregateSettings"),
     (f"Rationale stage actors ({ENV_ONLY})", "workers.rationale_stage:RationaleStageSettings"),
     (f"Score stage actors, the Triton client ({ENV_ONLY})", "workers.scorer_stage:ScorerSettings"),

@@ -40,11 +40,14 @@ BOOL_FLAGS = list(_bool_flags())
 
 
 def _required_args(parser: argparse.ArgumentParser) -> list[str]:
-    """Placeholder values for the required options of a command (e.g. `produce --file`)."""
+    """Placeholder values for the required options and positional arguments of a command (e.g.
+    `produce --file`, `consume TOPIC`)."""
     argv = []
     for action in parser._actions:
         if action.required and action.option_strings:
             argv += [action.option_strings[0], str(action.choices[0]) if action.choices else "1"]
+        elif not action.option_strings and not isinstance(action, argparse._SubParsersAction) and action.nargs is None:
+            argv.append(str(action.choices[0]) if action.choices else "1")
     return argv
 
 

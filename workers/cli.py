@@ -22,6 +22,20 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     add_settings_flags(p, KafkaClientSettings)
     p.set_defaults(func=_produce)
 
+    from workers.consume import ConsumeSettings
+
+    p = sub.add_parser("consume", help="print a topic's records: results, dead letters, aggregates, alerts",
+                       description="Read TOPIC without a consumer group (commits nothing) and print one line per "
+                                   "record, shaped by what it is, or the values as they are with --json-lines. "
+                                   "Stops after --max records or --idle-s without one.",
+                       epilog="examples:\n  lrsa consume results --from-beginning --max 20\n"
+                              "  lrsa consume posts.dlq --from-beginning\n"
+                              "  lrsa consume lrsa.alerts --json-lines --idle-s 60 > alerts.jsonl",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("topic", metavar="TOPIC", help="the topic to read (e.g. results, posts.dlq, lrsa.aggregates)")
+    add_settings_flags(p, ConsumeSettings)
+    p.set_defaults(func=_consume)
+
     p = sub.add_parser("stack", help="the embedded local Kafka (KRaft, loopback)")
     stack = p.add_subparsers(dest="stack_command", metavar="ACTION", required=True)
     for action, text in [("up", "start Kafka (format on first use) and create the topics"),
@@ -57,6 +71,12 @@ def _produce(args: argparse.Namespace) -> int:
     n = send_lines(s, args.topic, read_lines(args.file))
     print(f"sent {n} messages to {args.topic}")
     return 0
+
+
+def _consume(args: argparse.Namespace) -> int:
+    from workers.consume import ConsumeSettings, consume
+
+    return consume(settings_from_args(ConsumeSettings, args), args.topic)
 
 
 def _stack(args: argparse.Namespace) -> int:
