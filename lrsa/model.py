@@ -180,14 +180,26 @@ def _encoder_layers(encoder: nn.Module) -> nn.ModuleList:
     return layers
 
 
-def _copy_self_attention(cross: CrossAttention, layer: nn.Module) -> None:
-    """Start a cross-attention as the layer's own (BERT-named) self-attention."""
+def _attention_projections(layer: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear, nn.Linear]:
+    """(query, key, value, output) linear layers of an encoder layer's self-attention: BERT names
+    them attention.self.{query,key,value} and attention.output.dense (MiniLM), MPNet
+    attention.attn.{q,k,v,o} (all-mpnet-base-v2)."""
     attn = layer.attention
+    if hasattr(attn, "self"):
+        return attn.self.query, attn.self.key, attn.self.value, attn.output.dense
+    if hasattr(attn, "attn"):
+        return attn.attn.q, attn.attn.k, attn.attn.v, attn.attn.o
+    raise ValueError(f"inner fusion does not know the self-attention of {type(layer).__name__}")
+
+
+def _copy_self_attention(cross: CrossAttention, layer: nn.Module) -> None:
+    """Start a cross-attention as the layer's own self-attention."""
+    query, key, value, out = _attention_projections(layer)
     with torch.no_grad():
-        cross.query.load_state_dict(attn.self.query.state_dict())
-        cross.key_value.weight.copy_(torch.cat([attn.self.key.weight, attn.self.value.weight]))
-        cross.key_value.bias.copy_(torch.cat([attn.self.key.bias, attn.self.value.bias]))
-        cross.out.load_state_dict(attn.output.dense.state_dict())
+        cross.query.load_state_dict(query.state_dict())
+        cross.key_value.weight.copy_(torch.cat([key.weight, value.weight]))
+        cross.key_value.bias.copy_(torch.cat([key.bias, value.bias]))
+        cross.out.load_state_dict(out.state_dict())
 
 
 class FusedSLM(nn.Module):
@@ -207,6 +219,10 @@ class FusedSLM(nn.Module):
                 self.memory_encoder.requires_grad_(False)
             self.fusion = DualCrossAttentionFusion(dim, config.cross_attention_heads, config.dropout)
             self._add_inner_fusion(dim)
+        elif config.fusion == "concat" and getattr(self.text_encoder.config, "type_vocab_size", 0) < 2:
+            # the baseline marks the rationale segment with token types, which MPNet has not
+            raise ValueError(f"fusion concat needs an encoder with token types (BERT-style), not "
+                             f"{type(self.text_encoder).__name__}; use dual_cross_attention")
         if config.use_image_features:
             self.image_proj = nn.Sequential(nn.Linear(config.image_feature_dim, dim), nn.LayerNorm(dim))
         self.dropout = nn.Dropout(config.dropout)
@@ -430,14 +446,17 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu"
     return model, AutoTokenizer.from_pretrained(str(directory))
 
 
-def tiny_test_checkpoint(directory: str | Path, seed: int = 0, **overrides: Any) -> Path:
-    """A randomly initialised, tiny BERT-architecture FusedSLM checkpoint for tests (~1M
-    parameters; uses the offline all-MiniLM-L6-v2 tokenizer). `overrides` set config fields."""
+def tiny_test_checkpoint(directory: str | Path, seed: int = 0, architecture: str = "bert", **overrides: Any) -> Path:
+    """A randomly initialised, tiny FusedSLM checkpoint for tests (~1M parameters; uses the
+    offline all-MiniLM-L6-v2 tokenizer): the encoder is BERT-architecture (the default tier's
+    MiniLM) or, with architecture="mpnet", MPNet's (the accurate tier's all-mpnet-base-v2).
+    `overrides` set config fields."""
     tokenizer = AutoTokenizer.from_pretrained(default_text_encoder())
-    encoder_config = AutoConfig.for_model(
-        "bert", vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-        num_attention_heads=2, intermediate_size=64, max_position_embeddings=512,
-    ).to_dict()
+    shape = dict(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=64, max_position_embeddings=514 if architecture == "mpnet" else 512)
+    if architecture == "mpnet":  # MPNet counts positions from its padding id: the tokenizer's
+        shape["pad_token_id"] = tokenizer.pad_token_id
+    encoder_config = AutoConfig.for_model(architecture, **shape).to_dict()
     overrides.setdefault("inner_fusion_layers", 2)  # fused inside, like the default model
     config = FusedSLMConfig(encoder_config=encoder_config, cross_attention_heads=2, **overrides)
     torch.manual_seed(seed)

@@ -16,14 +16,17 @@ from lrsa_cli.main import main
 from serving.triton_server import ONNX_MODEL
 
 
-@pytest.fixture(scope="module", params=["top-fusion", "inner-fusion", "sentiment-attention-head"])
+@pytest.fixture(scope="module", params=["top-fusion", "inner-fusion", "sentiment-attention-head", "mpnet-inner-fusion"])
 def checkpoint(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     if request.param == "top-fusion":
         return tiny_test_checkpoint(tmp_path_factory.mktemp("top"), inner_fusion_layers=0)
     if request.param == "sentiment-attention-head":
         return tiny_test_checkpoint(tmp_path_factory.mktemp("head"), sentiment_head="attention")
-    # Fusion inside the encoder runs from forward hooks: the export must trace them too.
-    model, tokenizer = load_checkpoint(tiny_test_checkpoint(tmp_path_factory.mktemp("inner"), inner_fusion_layers=2))
+    # Fusion inside the encoder runs from forward hooks: the export must trace them too. The
+    # accurate tier (all-mpnet-base-v2) is MPNet: relative position bias, other attention names.
+    architecture = "mpnet" if request.param.startswith("mpnet") else "bert"
+    model, tokenizer = load_checkpoint(tiny_test_checkpoint(tmp_path_factory.mktemp("inner"), inner_fusion_layers=2,
+                                                            architecture=architecture))
     for fusion in model.inner_fusion:
         fusion.opening.data.fill_(1.0)
     return save_checkpoint(tmp_path_factory.mktemp("inner-opened"), model, tokenizer)
