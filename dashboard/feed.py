@@ -17,8 +17,10 @@ from collections.abc import Callable
 from kafka import KafkaConsumer, TopicPartition
 
 from dashboard.settings import DashboardSettings
+from lrsa.backoff import Backoff
 
 log = logging.getLogger(__name__)
+RECONNECT = Backoff(initial_s=0.5, max_s=10.0, jitter=0)  # 0.5, 1, 2, ... 10 s between tries
 
 Sink = Callable[[str, bytes | None, bytes | None], None]  # (kind, key, value)
 Status = Callable[[dict], None]
@@ -42,7 +44,7 @@ class KafkaFeed:
         self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        backoff = 0.5
+        failures = 0
         while not self._stop.is_set():
             try:
                 consumer = KafkaConsumer(
@@ -52,17 +54,17 @@ class KafkaFeed:
                     metadata_max_age_ms=int(self.s.metadata_interval_s * 1000), **self.s.client_options())
             except Exception as e:  # noqa: BLE001 - e.g. NoBrokersAvailable: report, retry
                 self.status({"type": "status", "kafka": f"unreachable: {type(e).__name__}: {e}"[:300]})
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+                self._stop.wait(RECONNECT.delay(failures))
+                failures += 1
                 continue
-            backoff = 0.5
+            failures = 0
             self.assigned = set()
             try:
                 self._consume(consumer)
             except Exception as e:  # noqa: BLE001 - a broken connection: start over (state is idempotent)
                 log.warning("dashboard Kafka reader failed (%s); reconnecting", e)
                 self.status({"type": "status", "kafka": f"reconnecting: {type(e).__name__}"[:300]})
-                self._stop.wait(backoff)
+                self._stop.wait(RECONNECT.delay(0))
             finally:
                 consumer.close(autocommit=False)
 

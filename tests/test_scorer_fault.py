@@ -12,7 +12,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from lrsa.schemas import Post, SourceRef
-from workers.circuit import Backoff, CircuitBreaker, CircuitState, call_with_retries
+from lrsa.backoff import Backoff
+from workers.circuit import CircuitBreaker, CircuitState, call_with_retries
 from workers.scorer_stage import ScoreProcessor, ScorerSettings
 from workers.stage_api import TransientError, WorkItem
 
@@ -63,7 +64,7 @@ def test_retries_back_off_exponentially_with_jitter_and_give_up() -> None:
         raise ConnectionError("down")
 
     with pytest.raises(ConnectionError):
-        call_with_retries(failing, retries=4, backoff=Backoff(base_s=1, max_s=3), retryable=lambda e: True,
+        call_with_retries(failing, retries=4, backoff=Backoff(initial_s=1, max_s=3), retryable=lambda e: True,
                           sleep=delays.append)
     assert len(calls) == 5 and len(delays) == 4
     assert all(0 <= d <= cap for d, cap in zip(delays, [1, 2, 3, 3]))

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from lrsa.backoff import Backoff
 from workers.metrics import MetricsBuffer
 from workers.stage_api import WorkItem
 
@@ -228,8 +229,8 @@ class BatchScheduler:
     def _schedule_retry(self, b: Batch, kind: str, message: str) -> None:
         stage = self.stages[b.stage].stage
         b.attempts += 1
-        delay = min(self.s.retry_max_s, self.s.retry_initial_s * 2 ** (b.attempts - 1))
-        delay *= self._jitter(0.5, 1.0)  # jitter: pools recovering together do not stampede
+        # half jitter: pools recovering together do not stampede
+        delay = Backoff(self.s.retry_initial_s, self.s.retry_max_s, jitter=0.5).delay(b.attempts - 1, self._jitter)
         b.retry_at = self._clock() + delay
         self.metrics.inc("lrsa_stage_errors_total", stage=stage, kind="transient" if kind == "down" else kind)
         self.metrics.inc("lrsa_stage_retries_total", stage=stage)

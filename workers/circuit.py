@@ -8,12 +8,13 @@ is let through (half-open) and its outcome closes or re-opens the circuit.
 from __future__ import annotations
 
 import enum
-import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
+
+from lrsa.backoff import Backoff
 
 T = TypeVar("T")
 
@@ -79,18 +80,6 @@ class CircuitBreaker:
             self._state = state
             if self.on_change:
                 self.on_change(state)
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff with full jitter (delays spread out so that workers don't retry in step)."""
-
-    base_s: float = 0.1
-    max_s: float = 5.0
-    factor: float = 2.0
-
-    def delay(self, attempt: int) -> float:
-        return random.uniform(0.0, min(self.max_s, self.base_s * self.factor ** attempt))
 
 
 def call_with_retries(fn: Callable[[], T], *, retries: int, backoff: Backoff,

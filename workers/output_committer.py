@@ -27,6 +27,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
+from lrsa.backoff import Backoff
 from lrsa.schemas import DeadLetter, DeadLetterReason, ErrorInfo, SourceRef
 from workers.metrics import MetricsBuffer
 from workers.offsets import OffsetTracker
@@ -175,7 +176,7 @@ class OutputCommitter:
                           u.tp.topic, u.tp.partition, u.offset, type(error).__name__, error, u.resends + 1)
         else:
             log.warning("ingest %d: broker refused a record for %s (%s); re-sending", self.index, u.topic, error)
-        delay = min(self.s.retry_max_s, self.s.retry_initial_s * 2 ** min(u.resends, 16))
+        delay = Backoff(self.s.retry_initial_s, self.s.retry_max_s, jitter=0).delay(u.resends)
         self.refused += u.resends == 0  # records refused and not yet acknowledged
         u.resends += 1
         self.resend.append((time.monotonic() + delay, u))

@@ -26,7 +26,8 @@ from pydantic_settings import SettingsConfigDict
 
 from lrsa.offline_models import DEFAULT_MODEL
 from lrsa.settings import LrsaSettings
-from workers.circuit import Backoff, CircuitBreaker, CircuitState, call_with_retries
+from lrsa.backoff import Backoff
+from workers.circuit import CircuitBreaker, CircuitState, call_with_retries
 from workers.stage_api import NonRetryable, TransientError, WorkItem
 
 log = logging.getLogger(__name__)
