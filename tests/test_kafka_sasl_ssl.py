@@ -18,7 +18,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streaming_helpers import REPO, kill_started_workers, kill_tree, make_dataset, start_worker, wait_exit
-from tls_helpers import make_ca_and_server_cert
+from tls_helpers import make_ca_and_server_cert, make_client_cert
 from workers import kafka_io
 from workers.config import KafkaClientSettings
 from workers.kafka_security import KafkaAuthError
@@ -39,8 +39,10 @@ def tls(tmp_path_factory):
     keystore.write_bytes(tls_files.key.read_bytes() + tls_files.chain.read_bytes())
     password_file = d / "password"
     password_file.write_text(PASSWORD + "\n")  # as a mounted Secret: trailing newline
-    stack = KafkaStack(d / "kafka", port=0, heap="256m", sasl_users={USER: PASSWORD}, tls_keystore_pem=keystore)
+    stack = KafkaStack(d / "kafka", port=0, heap="256m", sasl_users={USER: PASSWORD}, tls_keystore_pem=keystore,
+                       tls_client_ca=ca_file)  # also a mutual-TLS listener for certificates this CA signs
     stack.up()
+    stack.tls_files = tls_files
     yield stack, ca_file, password_file
     kill_started_workers()
     stack.down()
@@ -234,3 +236,35 @@ def test_lrsa_aggregate_with_a_wrong_password_fails_fast_with_a_clear_error(tls,
     assert "KafkaAuthError" in text and USER in text and "LRSA_KAFKA_SASL_PASSWORD" in text, text[-4000:]
     assert "not-the-password" not in text
     assert group_offsets(stack, "tls-agg-refused") == {}
+
+
+def test_mutual_tls_lets_in_a_signed_client_certificate_and_refuses_others(tls, tmp_path):
+    """The SSL listener requires a client certificate signed by the CA: the worker's Kafka clients
+    with one produce and read back; without one, or with one from another CA, the start-up check
+    fails with one line naming the TLS settings (exit 2 for a command), nothing is written."""
+    from lrsa.settings import SettingsError
+    from workers.kafka_preflight import check_kafka
+
+    stack, ca_file, _ = tls
+    cert, key = make_client_cert(tmp_path, stack.tls_files)
+    good = KafkaClientSettings(bootstrap_servers=stack.mtls_bootstrap, kafka_security_protocol="SSL",
+                               kafka_ssl_cafile=ca_file, kafka_ssl_certfile=cert, kafka_ssl_keyfile=key,
+                               kafka_connect_timeout_s=10, kafka_auth_timeout_s=10)
+    topic = f"mtls-{os.getpid()}"
+    create_topics(stack.bootstrap, [topic], 1)
+    assert check_kafka(good, [topic]) == []
+    producer = kafka_io.producer(good)
+    producer.send(topic, value=b'{"id": "m1", "text": "hello over mutual TLS"}').get(timeout=30)
+    producer.close()
+    assert [r.value for r in read_topic(good, topic)] == [b'{"id": "m1", "text": "hello over mutual TLS"}']
+
+    (tmp_path / "other").mkdir()
+    other = make_ca_and_server_cert(tmp_path / "other")
+    other_cert, other_key = make_client_cert(tmp_path / "other", other, "intruder")
+    for certfile, keyfile in ((None, None), (other_cert, other_key)):
+        bad = good.model_copy(update={"kafka_ssl_certfile": certfile, "kafka_ssl_keyfile": keyfile})
+        with pytest.raises(SettingsError) as e:
+            check_kafka(bad, [topic])
+        message = str(e.value)
+        assert "\n" not in message and stack.mtls_bootstrap in message and "LRSA_KAFKA_SSL" in message
+    assert [r.value for r in read_topic(good, topic)] == [b'{"id": "m1", "text": "hello over mutual TLS"}']

@@ -69,7 +69,8 @@ def _add_sasl_listener(props: dict, protocol: str, port: int, users: dict[str, s
 def _server_properties(data_dir: Path, port: int, controller_port: int, sasl_port: int | None = None,
                        sasl_users: dict[str, str] | None = None, node_id: int = 1, voters: str | None = None,
                        replication: int = 1, sasl_ssl_port: int | None = None,
-                       tls_keystore_pem: Path | None = None) -> str:
+                       tls_keystore_pem: Path | None = None, mtls_port: int | None = None,
+                       tls_client_ca: Path | None = None) -> str:
     """One KRaft node (broker + controller). A cluster (workers/kafka_cluster.py) gives each node its
     id, the quorum's voters and the replication its internal topics and new topics get."""
     props = {
@@ -110,6 +111,15 @@ def _server_properties(data_dir: Path, port: int, controller_port: int, sasl_por
         # PEM keystore: an unencrypted PKCS#8 key, so no ssl.key.password (Kafka refuses one then)
         props["listener.name.sasl_ssl.ssl.keystore.type"] = "PEM"
         props["listener.name.sasl_ssl.ssl.keystore.location"] = tls_keystore_pem
+    if mtls_port:  # mutual TLS: the client proves itself with a certificate the given CA signed
+        props["listeners"] += f",SSL://127.0.0.1:{mtls_port}"
+        props["advertised.listeners"] += f",SSL://127.0.0.1:{mtls_port}"
+        props["listener.security.protocol.map"] += ",SSL:SSL"
+        props["listener.name.ssl.ssl.keystore.type"] = "PEM"
+        props["listener.name.ssl.ssl.keystore.location"] = tls_keystore_pem
+        props["listener.name.ssl.ssl.truststore.type"] = "PEM"
+        props["listener.name.ssl.ssl.truststore.location"] = tls_client_ca
+        props["listener.name.ssl.ssl.client.auth"] = "required"
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
@@ -121,22 +131,30 @@ def min_insync(replication: int) -> int:
 class KafkaStack:
     def __init__(self, data_dir: Path, port: int | None = None, controller_port: int = 0, heap: str = "512m",
                  sasl_users: dict[str, str] | None = None, node_id: int = 1, voters: str | None = None,
-                 replication: int = 1, cluster_id: str | None = None, tls_keystore_pem: Path | None = None):
+                 replication: int = 1, cluster_id: str | None = None, tls_keystore_pem: Path | None = None,
+                 tls_client_ca: Path | None = None):
         """port None: the data dir's port, else 9092; 0: a free port. Same for controller_port.
         sasl_users (name -> password): also a SASL_PLAINTEXT listener (`sasl_bootstrap`) where these
         users log in with PLAIN or SCRAM-SHA-512. tls_keystore_pem (with sasl_users): also a SASL_SSL
         listener (`sasl_ssl_bootstrap`) for the same users, its TLS key (unencrypted PKCS#8) and
-        certificate chain read from that one PEM file."""
+        certificate chain read from that one PEM file. tls_client_ca (with tls_keystore_pem): also an
+        SSL listener with mutual TLS (`mtls_bootstrap`): a client gets in only with a certificate
+        this CA signed."""
         if tls_keystore_pem and not sasl_users:
             raise ValueError("a SASL_SSL listener (tls_keystore_pem) needs sasl_users")
+        if tls_client_ca and not tls_keystore_pem:
+            raise ValueError("a mutual-TLS listener (tls_client_ca) needs the broker's tls_keystore_pem")
+        self.tls_client_ca = Path(tls_client_ca).resolve() if tls_client_ca else None
         self.dir = Path(data_dir)
         self.heap = heap
         self.sasl_users = sasl_users
         self.tls_keystore_pem = Path(tls_keystore_pem).resolve() if tls_keystore_pem else None
         self.node_id, self.voters, self.replication, self.cluster_id = node_id, voters, replication, cluster_id
-        spare_client = iter(free_ports(2) if sasl_users else ())
+        wanted = (2 if sasl_users else 0) + (1 if self.tls_client_ca else 0)
+        spare_client = iter(free_ports(wanted) if wanted else ())  # chosen together: never one port twice
         self.sasl_port = next(spare_client) if sasl_users else None
         self.sasl_ssl_port = next(spare_client) if self.tls_keystore_pem else None
+        self.mtls_port = next(spare_client) if self.tls_client_ca else None
         saved = self._load()
         # Ports chosen once stay with the data dir: the quorum address is part of the cluster.
         if saved and not port:
@@ -159,6 +177,10 @@ class KafkaStack:
     @property
     def sasl_ssl_bootstrap(self) -> str | None:
         return f"127.0.0.1:{self.sasl_ssl_port}" if self.sasl_ssl_port else None
+
+    @property
+    def mtls_bootstrap(self) -> str | None:
+        return f"127.0.0.1:{self.mtls_port}" if self.mtls_port else None
 
     @property
     def state_file(self) -> Path:
@@ -204,7 +226,8 @@ class KafkaStack:
         props = self.dir / "server.properties"
         props.write_text(_server_properties(self.dir, self.port, self.controller_port, self.sasl_port,
                                             self.sasl_users, self.node_id, self.voters, self.replication,
-                                            self.sasl_ssl_port, self.tls_keystore_pem))
+                                            self.sasl_ssl_port, self.tls_keystore_pem, self.mtls_port,
+                                            self.tls_client_ca))
         if not (self.dir / "logs" / "meta.properties").exists():
             self._format(props, self.cluster_id)
         out = open(self.dir / "broker.out", "ab")
