@@ -131,9 +131,14 @@ def test_the_gate_puts_a_prescore_pool_of_the_score_processor_first():
     assert [st[0] for st in s.stage_settings()] == ["prescore", "rationale", "score"]
     assert s.stage_settings()[0][1:] == s.stage_settings()[2][1:]  # the score pool's processor and sizes
     assert s.stage_gate("prescore") == 0.6 and s.stage_gate("rationale") is None
+    from workers.stage_api import GateRole
+
+    assert [s.stage_gate_role(st[0]) for st in s.stage_settings()] == \
+        [GateRole(decides=0.6), GateRole(follows=True), GateRole(follows=True)]
     ungated = WorkerSettings(rationale_enabled=True, score_enabled=True)
     assert [st[0] for st in ungated.stage_settings()] == ["rationale", "score"]
     assert ungated.stage_gate("prescore") is None
+    assert {ungated.stage_gate_role(st[0]) for st in ungated.stage_settings()} == {GateRole()}
     with pytest.raises(ValueError):
         WorkerSettings(score_enabled=True, rationale_gate=0.5)  # nothing to gate
     with pytest.raises(ValueError):
@@ -153,16 +158,19 @@ def _items(*texts: str):
             for i, t in enumerate(texts)]
 
 
-def test_stage_bodies_gate_in_process(tmp_path, monkeypatch):
+@pytest.mark.parametrize("names", [("prescore", "rationale", "score"), ("judge", "explain", "rescore")])
+def test_stage_bodies_gate_in_process(tmp_path, monkeypatch, names):
     """The three stage actors' bodies, called in this process: the prescore decides, the rationale
-    and score processors see only the posts sent; every post comes out of each stage, in order."""
+    and score processors see only the posts sent; every post comes out of each stage, in order.
+    The roles are configuration (GateRole): the stages' names do not matter."""
     monkeypatch.setenv("LRSA_TEST_RECORD_DIR", str(tmp_path))
     monkeypatch.syspath_prepend(str(TESTS))
+    from workers.stage_api import GateRole
     from workers.stages import StageWorker
 
-    prescore = StageWorker("prescore", "stage_doubles:GateScoreDouble", gate=0.5)
-    rationale = StageWorker("rationale", "stage_doubles:RecordingEchoProcessor")
-    rescore = StageWorker("score", "stage_doubles:GateScoreDouble")
+    prescore = StageWorker(names[0], "stage_doubles:GateScoreDouble", gate=GateRole(decides=0.5))
+    rationale = StageWorker(names[1], "stage_doubles:RecordingEchoProcessor", gate=GateRole(follows=True))
+    rescore = StageWorker(names[2], "stage_doubles:GateScoreDouble", gate=GateRole(follows=True))
     items = _items("a is 0.2 sure", "b is 0.8 sure", "c is none sure none=0.3", "d is none sure",
                    "e is 0.5 sure", "f is 0.49 sure")
     from prometheus_client import REGISTRY
@@ -182,7 +190,7 @@ def test_stage_bodies_gate_in_process(tmp_path, monkeypatch):
     assert scored == [[f"p{i}", "text"] for i in range(6)] + [[p, "rationale"] for p in sent]
     for it in items:
         was_sent = it.post.id in sent
-        assert ("rationale" in it.timings_ms) is was_sent and ("score" in it.timings_ms) is was_sent
+        assert (names[1] in it.timings_ms) is was_sent and ("score" in it.timings_ms) is was_sent
         assert "prescore" in it.timings_ms and (it.rationale is not None) is was_sent
         assert ("rationale" in it.model_versions) is was_sent  # a skipped stage leaves no trace
         if it.aspects:

@@ -14,6 +14,7 @@ from lrsa.settings import LrsaSettings
 from workers.kafka_security import KafkaSecurity
 from workers.autoscaler import AutoscaleSettings
 from workers.control_settings import ControlSettings
+from workers.stage_api import GateRole
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Kafka's own limit is per record batch; 16 MiB + headroom fits a 10 MB image as base64 (~14 MB).
@@ -189,6 +190,15 @@ class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
     def stage_gate(self, stage: str) -> float | None:
         """The gate threshold a stage's actors apply: the prescore's; none for the others."""
         return self.rationale_gate if stage == "prescore" else None
+
+    def stage_gate_role(self, stage: str) -> GateRole:
+        """A stage's part in the rationale gate: the prescore decides with the threshold; the
+        rationale and score stages follow it (work only on the posts it sent on)."""
+        if self.rationale_gate is None:
+            return GateRole()
+        if stage == "prescore":
+            return GateRole(decides=self.rationale_gate)
+        return GateRole(follows=stage in ("rationale", "score"))
 
 
 def parse_resources(text: str) -> dict[str, float]:

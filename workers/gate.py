@@ -8,6 +8,9 @@ With the gate on the chain is prescore -> rationale -> score:
 - "rationale" and "score" work only on the posts the gate sent on; the others pass through
   untouched (their processor never sees them) and keep their text-only aspects.
 
+Which stage decides and which follow is configuration (`GateRole`, from
+`WorkerSettings.stage_gate_role`), not names the stage runner checks.
+
 Without the gate no item carries a decision (rationale_wanted None) and every stage takes every
 post, as before. The decisions are counted in the prescore actors' own Prometheus metrics.
 """
@@ -17,10 +20,9 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 from lrsa.gate import post_certainty, sends
-from workers.stage_api import WorkItem
+from workers.stage_api import GateRole, WorkItem
 
-PRESCORE = "prescore"
-GATED_STAGES = ("rationale", "score")  # stages that skip the posts the gate judged certain
+PRESCORE = "prescore"  # the timing key a deciding stage's work is kept under
 
 DECISIONS = Counter("lrsa_rationale_gate_posts_total", "Posts judged by the rationale gate after text-only "
                     "scoring: sent to the rationale stage (rationale) or kept text only (text_only)",
@@ -30,10 +32,10 @@ CERTAINTY = Histogram("lrsa_rationale_gate_certainty", "Certainty of a post scor
                       buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0))
 
 
-def selected(stage: str, items: list[WorkItem]) -> list[int]:
-    """Indices of the items a stage works on: all, except in the gated stages, which skip the
-    posts the gate kept text only."""
-    if stage not in GATED_STAGES:
+def selected(role: GateRole, items: list[WorkItem]) -> list[int]:
+    """Indices of the items a stage works on: all, except in a stage that follows the gate,
+    which skips the posts the gate kept text only."""
+    if not role.follows:
         return list(range(len(items)))
     return [i for i, item in enumerate(items) if item.rationale_wanted is not False]
 

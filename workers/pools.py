@@ -41,7 +41,7 @@ class Pools:
 
         self.specs = {name: (path, lo, hi, gpus, cpus) for name, path, lo, hi, gpus, cpus in s.stage_settings()}
         self.metrics_host = s.metrics_host if s.stage_metrics else None
-        self.gates = {name: s.stage_gate(name) for name in self.specs}  # the prescore's threshold
+        self.gates = {name: s.stage_gate_role(name) for name in self.specs}  # each stage's part in the gate
         # each processor's settings, built here and sent with every actor (workers/stage_settings.py)
         self.settings = {name: stage_settings.build(path, s) for name, (path, *_) in self.specs.items()}
         self.resources = {name: s.stage_resources(name) for name in self.specs}

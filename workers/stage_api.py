@@ -28,6 +28,18 @@ class NonRetryable(Exception):
     decoded): no retry; the pipeline splits the batch to isolate the post(s) at fault."""
 
 
+@dataclass(frozen=True)
+class GateRole:
+    """A stage's part in a gate, given by configuration (the runner knows no stage names):
+    `decides` - after processing, judge each post against this threshold and mark whether it goes
+    on (`WorkItem.rationale_wanted`; the rationale gate's prescore stage); `follows` - work only
+    on the posts a deciding stage sent on, pass the others through untouched (the rationale and
+    score stages behind the gate)."""
+
+    decides: float | None = None
+    follows: bool = False
+
+
 @dataclass
 class WorkItem:
     post: Post

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from workers import gate as gating
-from workers.stage_api import NonRetryable, StageProcessor, TransientError, WorkItem
+from workers.stage_api import GateRole, NonRetryable, StageProcessor, TransientError, WorkItem
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,10 @@ class StageWorker:
     """Body of a stage actor (wrapped by ray.remote in `start_pool`)."""
 
     def __init__(self, stage: str, processor_path: str, metrics_host: str | None = None,
-                 gate: float | None = None, settings: dict[str, Any] | None = None) -> None:
+                 gate: GateRole | None = None, settings: dict[str, Any] | None = None) -> None:
         logging.basicConfig(level=logging.INFO)
         self.stage = stage
-        self.gate = gate  # the prescore stage's rationale-gate threshold (workers/gate.py)
+        self.gate = gate or GateRole()  # its part in the rationale gate, if any (workers/gate.py)
         self.processor = load_processor(processor_path, settings)
         self._versions = self.processor.versions()
         self.port = None
@@ -54,7 +54,7 @@ class StageWorker:
 
     def process(self, items: list[WorkItem]) -> tuple[str, Any]:
         start = time.perf_counter()
-        chosen = gating.selected(self.stage, items)  # behind a rationale gate: the posts it sent on
+        chosen = gating.selected(self.gate, items)  # behind a rationale gate: the posts it sent on
         try:
             out = self.processor.process([items[i] for i in chosen]) if chosen else []
         except NonRetryable as e:  # this input can never pass: the ingest actor bisects the batch
@@ -68,8 +68,8 @@ class StageWorker:
         for item in out:
             item.timings_ms.setdefault(self.stage, elapsed_ms)
             item.model_versions.update(self._versions)
-        if self.stage == gating.PRESCORE:
-            gating.after_prescore(out, self.gate, getattr(self.processor, "name", None))
+        if self.gate.decides is not None:
+            gating.after_prescore(out, self.gate.decides, getattr(self.processor, "name", None))
         for i, item in zip(chosen, out):
             items[i] = item
         return "ok", items
@@ -89,7 +89,7 @@ class StageWorker:
 
 
 def start_pool(stage: str, processor_path: str, size: int, num_cpus: float, num_gpus: float,
-               metrics_host: str | None = None, gate: float | None = None,
+               metrics_host: str | None = None, gate: GateRole | None = None,
                settings: dict[str, Any] | None = None, resources: dict[str, float] | None = None) -> list:
     """`size` actors of one stage; GPUs are asked of Ray only when num_gpus > 0."""
     return [new_actor(stage, processor_path, num_cpus, num_gpus, metrics_host, gate, settings, resources)
@@ -106,7 +106,7 @@ def actor_options(num_cpus: float, num_gpus: float, resources: dict[str, float] 
 
 
 def new_actor(stage: str, processor_path: str, num_cpus: float, num_gpus: float, metrics_host: str | None = None,
-              gate: float | None = None, settings: dict[str, Any] | None = None,
+              gate: GateRole | None = None, settings: dict[str, Any] | None = None,
               resources: dict[str, float] | None = None):
     """One stage actor; `settings` (workers/stage_settings.py) travel with it as an argument."""
     import ray
