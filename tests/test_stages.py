@@ -58,7 +58,7 @@ def test_flags_override_env_override_defaults(monkeypatch) -> None:
 
 
 def test_occupancy_is_averaged_over_the_window_not_sampled() -> None:
-    from workers.pipeline import OccupancyWindow
+    from workers.autoscaler import OccupancyWindow
 
     # A saturated stage as the driver sees it: 4 slots, in use 90 % of the time, but a new batch
     # lags its predecessor's end, so every other point sample would show a free slot.
@@ -77,7 +77,7 @@ def test_occupancy_is_averaged_over_the_window_not_sampled() -> None:
 
 
 def test_the_window_forgets_load_older_than_its_span() -> None:
-    from workers.pipeline import OccupancyWindow
+    from workers.autoscaler import OccupancyWindow
 
     window = OccupancyWindow(5.0)
     window.add(0.0, 0.0, 2)

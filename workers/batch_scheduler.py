@@ -35,7 +35,7 @@ from lrsa.backoff import Backoff
 from workers.metrics import MetricsBuffer
 from workers.stage_api import WorkItem
 
-log = logging.getLogger("workers.ingest")  # the ingest actor's log, as before the split
+log = logging.getLogger(__name__)
 
 
 class Stage(Protocol):

@@ -27,10 +27,6 @@ class CircuitState(enum.IntEnum):
     open = 2
 
 
-class CircuitOpenError(Exception):
-    """Raised instead of calling the service while the circuit is open."""
-
-
 @dataclass
 class CircuitBreaker:
     failure_threshold: int = 3

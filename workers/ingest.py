@@ -54,12 +54,12 @@ from kafka import AsyncConsumerRebalanceListener, TopicPartition
 from lrsa.schemas import ErrorInfo, SourceRef
 from lrsa.validation import BadPost, Limits, parse_post
 from workers import kafka_io
-from workers.batch_scheduler import Batch, BatchScheduler  # noqa: F401  (Batch: importable from here, as before)
+from workers.batch_scheduler import BatchScheduler
 from workers.config import WorkerSettings
 from workers.member_id import transactional_id
 from workers.metrics import MetricsBuffer
 from workers.offsets import OffsetTracker
-from workers.output_committer import FLUSH_WAIT_S, MAX_UNACKED, OutputCommitter, Unacked  # noqa: F401
+from workers.output_committer import OutputCommitter
 from workers.stage_api import WorkItem
 from workers.stages import PoolClient
 

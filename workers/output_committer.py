@@ -34,7 +34,7 @@ from workers.offsets import OffsetTracker
 from workers.result_build import build_result
 from workers.stage_api import WorkItem
 
-log = logging.getLogger("workers.ingest")  # the ingest actor's log, as before the split
+log = logging.getLogger(__name__)
 
 MAX_UNACKED = 20_000  # sends awaiting the broker's ack before the loop waits for them
 FLUSH_WAIT_S = 10.0   # longest one wait for the broker's acks (the loop goes on; unacked sends are checked again)

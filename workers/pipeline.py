@@ -21,7 +21,7 @@ from workers.ingest import STOP_RESERVE_S
 from workers.kafka_preflight import check_kafka
 from workers.member_id import MemberId, transactional_id
 from workers.metrics import DriverMetrics
-from workers.pools import OccupancyWindow, Pools  # noqa: F401 - OccupancyWindow: re-exported
+from workers.pools import Pools
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workers.actor_start import Liveness, Starting, await_started, check_placeable, poll_starting, start_watch
-from workers.autoscaler import Autoscaler, Decision, OccupancyWindow, ScalingPolicy, StageLoad  # noqa: F401
+from workers.autoscaler import Autoscaler, ScalingPolicy, StageLoad
 from workers.config import WorkerSettings
 from workers.metrics import MetricsBuffer
 

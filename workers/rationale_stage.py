@@ -1,7 +1,8 @@
 """Rationale stage: one RationaleEngine per Ray actor of the pipeline's rationale pool.
 
-The pipeline (workers.stages) builds `RationaleProcessor()` inside each actor, forms batches from
-the stage queue (max size `batch_size`, max wait `batch_max_wait_ms`) and asks Ray for
+The pipeline (workers.stages) builds `RationaleProcessor()` inside each actor; the ingest actor's
+batch scheduler (workers/batch_scheduler.py) forms the batches (max size `batch_size`, max wait
+`batch_max_wait_ms`) and sends each to the least busy actor; the driver asks Ray for
 `rationale_num_gpus` GPUs per actor (fractions allowed; none on CPU machines). Settings
 (RationaleStageSettings, env LRSA_RATIONALE_<FIELD>) are read by the driver and travel with the
 actors (workers/stage_settings.py). Metrics are prometheus_client series of the actor's process;
