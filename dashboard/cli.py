@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dashboard.settings import DashboardSettings
+from lrsa.ports import wait_reachable
 from lrsa.settings import add_settings_flags, settings_from_args
 
 
@@ -21,5 +22,7 @@ def _dashboard(args: argparse.Namespace) -> int:
     from dashboard.server import serve
 
     settings = settings_from_args(DashboardSettings, args)
+    # a wrong address is a configuration error at start; later outages are shown on the page and retried
+    wait_reachable(settings.bootstrap_servers, settings.kafka_connect_timeout_s)
     asyncio.run(serve(settings, ready=lambda url: print(f"dashboard: {url}", flush=True)))
     return 0

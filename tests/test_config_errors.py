@@ -32,7 +32,8 @@ def lrsa(*args: str, timeout_s: float = 60) -> tuple[int, str, float]:
 
 
 @pytest.mark.parametrize("command", [
-    ["run"], ["aggregate"], ["produce", "--topic", "posts", "--file", str(REPO / "samples" / "posts.jsonl")]])
+    ["run"], ["aggregate"], ["produce", "--topic", "posts", "--file", str(REPO / "samples" / "posts.jsonl")],
+    ["consume", "results"], ["dashboard", "--http-port", "0"]])
 def test_an_address_without_kafka_fails_in_one_line_within_the_timeout(command):
     address = f"127.0.0.1:{closed_port()}"
     rc, out, seconds = lrsa(*command, "--bootstrap-servers", address, "--kafka-connect-timeout-s", "2")

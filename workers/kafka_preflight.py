@@ -11,58 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from lrsa.kafka_security import KafkaAuthError
+from lrsa.ports import KafkaUnreachableError, wait_reachable
 from lrsa.settings import SettingsError
 from workers import kafka_io
 
-POLL_S = 0.5  # between connection attempts while the deadline lasts
-
-
-class KafkaUnreachableError(SettingsError):
-    """No broker answers at the bootstrap address."""
+__all__ = ["KafkaUnreachableError", "TopicMissingError", "check_kafka", "wait_reachable"]
 
 
 class TopicMissingError(SettingsError):
     """A topic the command reads does not exist."""
-
-
-def unreachable_message(bootstrap: str, waited_s: float) -> str:
-    return (f"no Kafka broker answers at {bootstrap} (waited {waited_s:.0f} s): start the local one with "
-            f"`lrsa stack up` (`lrsa stack status` shows its address), or pass --bootstrap-servers HOST:PORT "
-            f"(env LRSA_BOOTSTRAP_SERVERS)")
-
-
-def wait_reachable(bootstrap: str, timeout_s: float) -> None:
-    """Return once a TCP connection to one of the bootstrap addresses succeeds; raise
-    KafkaUnreachableError after timeout_s."""
-    addresses = [_address(a) for a in bootstrap.split(",") if a.strip()]
-    if not addresses or any(a is None for a in addresses):
-        raise SettingsError(f"--bootstrap-servers {bootstrap!r} is not a comma-separated list of HOST:PORT")
-    started = time.monotonic()
-    while True:
-        for host, port in addresses:
-            try:
-                with socket.create_connection((host, port), timeout=min(3.0, timeout_s)):
-                    return
-            except OSError:
-                continue
-        waited = time.monotonic() - started
-        if waited + POLL_S > timeout_s:
-            raise KafkaUnreachableError(unreachable_message(bootstrap, waited))
-        time.sleep(POLL_S)
-
-
-def _address(text: str) -> tuple[str, int] | None:
-    host, _, port = text.strip().rpartition(":")
-    try:
-        return host.strip("[]") or "localhost", int(port)
-    except ValueError:
-        return None
 
 
 @contextlib.contextmanager
