@@ -30,10 +30,10 @@ pytestmark = pytest.mark.skipif(
 
 
 class Prometheus:
-    def __init__(self, tmp_path: Path, targets: list[str]) -> None:
+    def __init__(self, tmp_path: Path, targets: list[str], config_doc: dict | None = None) -> None:
         self.port = free_port()
         config = tmp_path / "prometheus.yml"
-        config.write_text(json.dumps({  # JSON is YAML
+        config.write_text(json.dumps(config_doc or {  # JSON is YAML
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(RULES)],
             "scrape_configs": [{"job_name": "lrsa-worker", "static_configs": [{"targets": targets}]}],
@@ -76,8 +76,8 @@ class Prometheus:
 def start_prometheus(tmp_path):
     servers: list[Prometheus] = []
 
-    def start(targets: list[str]) -> Prometheus:
-        servers.append(Prometheus(tmp_path, targets))
+    def start(targets: list[str], config_doc: dict | None = None) -> Prometheus:
+        servers.append(Prometheus(tmp_path, targets, config_doc))
         return servers[-1]
 
     yield start
@@ -147,6 +147,56 @@ def test_prometheus_scrapes_a_running_worker(start_prometheus, kafka_bootstrap, 
         wait_for(lambda: prom.query('lrsa_actor_pool_size{job="lrsa-worker", stage="rationale"}'), 30,
                  what="pool size scraped")
         assert not prom.query('ALERTS{alertname="LrsaNoOutput"}')
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert wait_exit(worker, 60, log) == 0
+
+
+SHIPPED = RULES.parent / "prometheus.yml"
+
+
+@pytest.mark.kafka
+@pytest.mark.ray
+def test_the_shipped_config_scrapes_the_stage_actors_through_the_targets_file(start_prometheus, kafka_bootstrap,
+                                                                               kafka_topic, tmp_path) -> None:
+    """deploy/prometheus/prometheus.yml as shipped (scrape interval shortened, paths made absolute):
+    `lrsa run --metrics-sd-file` writes the driver's and each stage actor's /metrics target, job
+    lrsa-stages scrapes every rationale actor (two here) with its stage label, job lrsa-worker the
+    driver, and the driver is not scraped twice."""
+    import yaml
+
+    doc = yaml.safe_load(SHIPPED.read_text())
+    jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
+    assert set(jobs) == {"lrsa-worker", "lrsa-stages"}
+    targets_file = tmp_path / "lrsa-targets.json"
+    assert jobs["lrsa-stages"]["file_sd_configs"][0]["files"] == [targets_file.name]
+    jobs["lrsa-stages"]["file_sd_configs"][0].update(files=[str(targets_file)], refresh_interval="1s")
+    data = make_dataset(100, 0, seed=3)
+    topics = {"in": kafka_topic("sd-in", 2), "out": kafka_topic("sd-out", 2), "dlq": kafka_topic("sd-dlq", 1)}
+    produce(kafka_bootstrap, topics["in"], data.values)
+    port, log = free_port(), tmp_path / "worker.log"
+    jobs["lrsa-worker"]["static_configs"] = [{"targets": [f"127.0.0.1:{port}"]}]
+    doc.update(rule_files=[str(RULES)],
+               **{"global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"}})
+    worker = start_worker(kafka_bootstrap, topics, "prom-sd", "--rationale-enabled", "--rationale-processor",
+                          ECHO_STAGE, "--rationale-pool-min", "2", "--rationale-pool-max", "2", "--metrics-port",
+                          str(port), "--metrics-sd-file", str(targets_file), log=log)
+    try:
+        wait_for(targets_file.exists, 120, what="the targets file")
+        groups = json.loads(targets_file.read_text())
+        stage_targets = [t for g in groups if g["labels"].get("stage") == "rationale" for t in g["targets"]]
+        assert len(stage_targets) == 2 and [g["targets"] for g in groups if g["labels"]["role"] == "driver"] == \
+            [[f"127.0.0.1:{port}"]]
+        prom = start_prometheus([], doc)
+
+        def up(job: str) -> list[dict]:
+            return [r for r in prom.query(f'up{{job="{job}"}}') if r["value"][1] == "1"]
+        wait_for(lambda: len(up("lrsa-stages")) == 2 and len(up("lrsa-worker")) == 1, 90,
+                 what="both stage actors and the driver scraped")
+        assert {r["metric"]["stage"] for r in up("lrsa-stages")} == {"rationale"}
+        assert {r["metric"]["instance"] for r in up("lrsa-stages")} == set(stage_targets)  # not the driver
+        wait_for(lambda: len(prom.query('process_resident_memory_bytes{job="lrsa-stages", stage="rationale"}')) == 2,
+                 30, what="the stage actors' own process metrics")
     finally:
         worker.send_signal(signal.SIGTERM)
         assert wait_exit(worker, 60, log) == 0

@@ -137,6 +137,9 @@ class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
     metrics_port: int = Field(9464, ge=0, description="port of the Prometheus /metrics endpoint (0: pick a free one)")
     stage_metrics: bool = Field(True, description="each stage actor also serves its processor's own metrics "
                                                    "(e.g. the scorer's) on a free port of metrics_host, logged at start")
+    metrics_sd_file: Path | None = Field(None, description="write every /metrics target of this worker (the "
+                                         "driver's and each stage actor's) to this Prometheus file_sd JSON file, "
+                                         "rewritten as pools change; deploy/prometheus/prometheus.yml reads it")
     metrics_interval_s: float = Field(1.0, gt=0, description="how often actors report metrics and lag is measured")
 
     ray_address: str | None = Field(None, description="join this Ray cluster instead of starting a local one")

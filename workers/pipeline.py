@@ -21,6 +21,7 @@ from workers.ingest import STOP_RESERVE_S
 from workers.kafka_preflight import check_kafka
 from workers.member_id import MemberId, transactional_id
 from workers.metrics import DriverMetrics
+from workers.metrics_sd import TargetsFile
 from workers.pools import Pools
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Pipeline:
         self.statuses: list[dict[str, Any]] = []        # latest status of each ingest actor
         self.final_statuses: list[dict[str, Any]] = []  # what each ingest actor's run() returned
         self.metrics_port: int | None = None
+        self.targets_file = TargetsFile(s.metrics_sd_file) if s.metrics_sd_file else None
         self._group_lag = None
         self.control = ControlState(stale_after_s=max(30.0, 10 * s.metrics_interval_s))
         self.control_port: int | None = None
@@ -151,6 +153,16 @@ class Pipeline:
             if self._group_lag is not None:
                 self._group_lag.close()
 
+    def _write_targets(self, pools: Pools) -> None:
+        """The metrics targets file (--metrics-sd-file), rewritten when the actors changed."""
+        if self.targets_file is None:
+            return
+        try:
+            if self.targets_file.update(self.s.metrics_host, self.metrics_port, pools.metrics_targets()):
+                log.info("metrics targets written to %s", self.targets_file.path)
+        except OSError as e:  # a full disk or a wrong path must not stop the stream
+            log.warning("cannot write the metrics targets file %s: %s", self.targets_file.path, e)
+
     def _supervise(self, runs: dict, pools: Pools) -> int:
         import ray
 
@@ -194,6 +206,7 @@ class Pipeline:
                                          for a in self.actors])
             self._answer_requests(pools)
             self._pool_metrics(pools)
+            self._write_targets(pools)
             self._publish(pools)
             idle_since = self._idle_since(idle_since)
             if self.stop_requested.is_set() or (idle_since is not None

@@ -34,12 +34,19 @@ class Draining:
     acked: bool = False                      # all confirmed before the statuses now being read
 
 
+def actor_key(actor) -> str:
+    """A stable key for a Ray actor handle (its id), or the object's identity for test doubles."""
+    actor_id = getattr(actor, "_actor_id", None)
+    return actor_id.hex() if actor_id is not None else f"obj-{id(actor)}"
+
+
 class Pools:
     def __init__(self, s: WorkerSettings) -> None:
         from workers import stage_settings
         from workers.stages import start_pool
 
         self.specs = {name: (path, lo, hi, gpus, cpus) for name, path, lo, hi, gpus, cpus in s.stage_settings()}
+        self.metrics_ports: dict[str, int] = {}  # actor key -> its own /metrics port (stage_metrics)
         self.metrics_host = s.metrics_host if s.stage_metrics else None
         self.gates = {name: s.stage_gate_role(name) for name in self.specs}  # each stage's part in the gate
         # each processor's settings, built here and sent with every actor (workers/stage_settings.py)
@@ -81,8 +88,24 @@ class Pools:
         for name, actors in self.actors.items():
             path, lo, hi, gpus, cpus = self.specs[name]
             ports = await_started(name, actors, self.start_timeout_s, cpus, gpus, stop)
+            self.metrics_ports.update((actor_key(a), p) for a, p in zip(actors, ports) if p)
             if any(ports):
                 log.info("stage %s actors' own /metrics on %s ports %s", name, self.metrics_host, ports)
+
+    def _note_port(self, starting) -> None:
+        import ray
+
+        try:  # answered already (poll_starting saw it ready): no wait
+            port = ray.get(starting.ref, timeout=1)
+        except Exception:  # noqa: BLE001 - a port we cannot read only leaves the actor unscraped
+            return
+        if port:
+            self.metrics_ports[actor_key(starting.actor)] = port
+
+    def metrics_targets(self) -> dict[str, list[int]]:
+        """stage -> the /metrics ports of its current actors (those whose port is known)."""
+        return {name: [self.metrics_ports[k] for k in map(actor_key, pool) if k in self.metrics_ports]
+                for name, pool in self.actors.items()}
 
     def handles(self) -> dict[str, list]:
         return {k: list(v) for k, v in self.actors.items()}
@@ -180,6 +203,7 @@ class Pools:
             state, why = poll_starting(name, starting, self.start_timeout_s)
             if state == "ready":
                 self.actors[name].append(starting.actor)
+                self._note_port(starting)
                 del self.starting[name]
                 self.unplaced.pop(name, None)
                 self.metrics.set("lrsa_stage_actors_unplaced", 0, stage=name)
