@@ -135,7 +135,9 @@ def add_settings_flags(parser: argparse.ArgumentParser, cls: type[BaseSettings],
     lists) are left to env vars. Help text is escaped for argparse's %-formatting.
     """
     names = list(cls.model_fields)
-    for name in fields or names:
+    target = _grouped(parser, cls, fields or names)
+    for name in (list(target) if target else fields or names):
+        parser = target[name] if target else parser
         kind, choices = _flag_type(cls.model_fields[name].annotation)
         if kind is None:
             continue
@@ -152,6 +154,32 @@ def add_settings_flags(parser: argparse.ArgumentParser, cls: type[BaseSettings],
         else:
             parser.add_argument(flag, dest=name, type=kind, choices=choices, default=None,
                                 metavar=None if choices else name.upper(), help=help_text)
+
+
+def _grouped(parser: argparse.ArgumentParser, cls: type[BaseSettings], names: list[str]) -> dict[str, Any] | None:
+    """field -> the argparse group its flag goes in, from the class's FLAG_GROUPS (title -> field
+    names, a trailing "*" a prefix), in that order; fields no group names go in "other options".
+    None: the class has no groups (one flat list)."""
+    spec: dict[str, tuple[str, ...]] | None = getattr(cls, "FLAG_GROUPS", None)
+    if not spec:
+        return None
+
+    def matches(name: str, patterns: tuple[str, ...]) -> bool:
+        return any(name == p or (p.endswith("*") and name.startswith(p[:-1])) for p in patterns)
+
+    groups = {title: parser.add_argument_group(title) for title in spec}
+    rank: dict[str, tuple[int, int, int]] = {}
+    for i, name in enumerate(names):  # a group's flags in the order of its patterns, then the fields'
+        rank[name] = next(((g, p, i) for g, patterns in enumerate(spec.values())
+                           for p, pattern in enumerate(patterns) if matches(name, (pattern,))), (len(spec), 0, i))
+    out: dict[str, Any] = {}
+    for name in sorted(names, key=rank.__getitem__):
+        title = next((t for t, patterns in spec.items() if matches(name, patterns)), None)
+        if title is None:
+            groups.setdefault("other options", parser.add_argument_group("other options"))
+            title = "other options"
+        out[name] = groups[title]
+    return out
 
 
 class _BoolFlag(argparse.Action):

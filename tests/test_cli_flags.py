@@ -140,3 +140,18 @@ def test_percent_in_a_description_reaches_help_escaped():
     assert "75 % or 100%" in text and "100% off" in text
     assert settings_from_args(S, parser.parse_args(["--no-thing"])).no_thing is True
     assert settings_from_args(S, parser.parse_args(["--thing"])).no_thing is False
+
+
+def test_run_help_groups_its_options_connection_first(capsys):
+    """`lrsa run --help`: the options in named groups (connection first, every flag in one group,
+    none left over), a description, examples and a short usage line."""
+    from workers.config import WorkerSettings
+
+    with pytest.raises(SystemExit):
+        PARSER.parse_args(["run", "--help"])
+    out = capsys.readouterr().out
+    titles = [line[:-1] for line in out.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert titles == ["options", *WorkerSettings.FLAG_GROUPS, "examples"]
+    assert out.index("--bootstrap-servers") < out.index("--kafka-security-protocol") < out.index("--score-enabled")
+    assert out.splitlines()[0].startswith("usage: lrsa run [--bootstrap-servers") and len(out.splitlines()[0]) < 100
+    assert "other options" not in titles

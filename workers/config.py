@@ -7,6 +7,7 @@ Every field is an env var LRSA_<FIELD> and (for the commands that expose it) a f
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field, model_validator
 
@@ -31,6 +32,22 @@ class KafkaClientSettings(KafkaSecurity):
 
 class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
     """`lrsa run`: the consumer group of ingest actors and the stage pools behind it."""
+
+    # `lrsa run --help` in this order (lrsa.settings.add_settings_flags); "*" ends a prefix
+    FLAG_GROUPS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "Kafka connection": ("bootstrap_servers", "input_topic", "output_topic", "dlq_topic", "group_id",
+                             "auto_offset_reset", "kafka_connect_timeout_s", "session_timeout_ms",
+                             "max_message_bytes", "metadata_max_age_ms"),
+        "Kafka security (TLS, SASL)": ("kafka_*",),
+        "stages": ("rationale_*", "score_*", "scorer_*", "result_text", "entity_aliases", "max_text_chars",
+                   "max_image_bytes"),
+        "delivery": ("exactly_once", "instance_id", "transaction_timeout_ms", "commit_interval_ms",
+                     "poll_max_records", "batch_*", "max_inflight_batches", "retry_*", "drain_timeout_s",
+                     "stop_grace_s"),
+        "scaling and Ray": ("pool_*", "ingest_*", "actor_start_timeout_s", "ray_*", "exit_when_idle"),
+        "control endpoint": ("control_*",),
+        "metrics": ("metrics_*", "stage_metrics"),
+    }
 
     input_topic: str = Field("posts", description="topic the posts are consumed from")
     output_topic: str = Field("results", description="topic results are written to, keyed by post id")
