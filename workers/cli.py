@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
 from pathlib import Path
 
@@ -100,6 +101,10 @@ def _stack(args: argparse.Namespace) -> int:
 
     s = settings_from_args(StackSettings, args)
     if s.brokers > 1 or (s.kafka_dir / "cluster.json").exists():
+        if s.brokers == 1 and args.stack_command == "up":  # the size stays with the data dir: say so
+            print(f"note: {s.kafka_dir} holds a multi-broker cluster (made with --brokers N), which keeps its own "
+                  f"ports; for the single broker on 127.0.0.1:9092: `lrsa stack down`, remove {s.kafka_dir}, "
+                  f"`lrsa stack up` (or use --kafka-dir DIR)", file=sys.stderr)
         return _cluster(args.stack_command, s)
     stack = KafkaStack(s.kafka_dir, s.kafka_port, s.kafka_controller_port, s.kafka_heap)
     if args.stack_command == "up":
