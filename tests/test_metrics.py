@@ -3,6 +3,7 @@ shrinks during a real run; the alert rules and the dashboard only name metrics t
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import urllib.request
@@ -112,6 +113,19 @@ def test_deploy_files_name_only_existing_metrics(path: str) -> None:
     known = names | {n.removesuffix("_total") for n in names} | {f"{n}_total" for n in names}
     used = set(re.findall(r"\b(lrsa_[a-z_]+?)(?:_bucket|_sum|_count)?\b", text))
     assert used and used <= known, used - known
+
+
+def test_grafana_panels_have_units_and_filter_by_job_and_instance() -> None:
+    """Every panel has a unit; the dashboard has job and instance variables (the driver's job
+    lrsa-worker and the stage actors' lrsa-stages) and every series a panel reads is filtered by them."""
+    dashboard = json.loads((DEPLOY / "grafana" / "lrsa-streaming.json").read_text())
+    assert {"datasource", "job", "instance"} <= {v["name"] for v in dashboard["templating"]["list"]}
+    for panel in dashboard["panels"]:
+        assert panel["fieldConfig"]["defaults"].get("unit"), panel["title"]
+        for target in panel["targets"]:
+            series = re.findall(r"\b(lrsa_[a-z_]+)(\{[^}]*\})?", target["expr"])
+            assert series and all('job=~"$job"' in labels and 'instance=~"$instance"' in labels
+                                  for _, labels in series), target["expr"]
 
 
 @pytest.mark.kafka
