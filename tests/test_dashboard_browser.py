@@ -190,7 +190,10 @@ def test_dashboard_shows_live_counts_alerts_and_posts_in_chromium(kafka_bootstra
     active = page(driver, """const li = document.querySelector('#active-alerts li.fired');
         return {entity: li.querySelector('.alert-entity').textContent, text: li.textContent};""")
     assert active["entity"] == "Delta Air Lines"
-    assert "0.75" in active["text"] and "<b>bags lost</b> again" in active["text"]  # the rationale, as text
+    # in plain words, the window's start in the browser's local time; the rationale as text
+    assert "negative mentions rose from 20 % to 75 % in the 1m window from " in active["text"]
+    assert "(20 mentions)" in active["text"] and "this window: 1 positive, 4 neutral, 15 negative" in active["text"]
+    assert "2026-12-04T10:02:00Z" not in active["text"] and "<b>bags lost</b> again" in active["text"]
     assert cell("Delta Air Lines", "c-alert") == "⚠"
 
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#posts li.post"))

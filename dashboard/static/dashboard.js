@@ -41,6 +41,29 @@ function fmt(x, digits = 2) {
   return typeof x === "number" && isFinite(x) ? x.toFixed(digits) : "–";
 }
 
+function pct(x) {
+  return typeof x === "number" && isFinite(x) ? `${Math.round(x * 100)} %` : "–";
+}
+
+// a UTC timestamp in the reader's own time zone
+function localTime(iso) {
+  const t = iso ? new Date(iso) : null;
+  return t && !isNaN(t) ? t.toLocaleString([], { dateStyle: "medium", timeStyle: "short" }) : "–";
+}
+
+function countsText(c) {
+  return c ? `${c.positive} positive, ${c.neutral} neutral, ${c.negative} negative` : "–";
+}
+
+// an alert in plain words: "negative mentions rose from 20 % to 75 % in the 1m window from <local time> (20 mentions)"
+function alertSentence(r) {
+  const n = r.counts ? r.counts.positive + r.counts.neutral + r.counts.negative : 0;
+  const window = `the ${r.window ?? "?"} window from ${localTime(r.window_start)}`;
+  return r.type === "fired"
+    ? `${r.direction} mentions rose from ${pct(r.baseline_share)} to ${pct(r.share)} in ${window} (${n} mentions)`
+    : `${r.direction} mentions back to ${pct(r.share)} (usually ${pct(r.baseline_share)}) in ${window}`;
+}
+
 // ---- applying events ------------------------------------------------------------------------
 
 function addAggregate(r) {
@@ -189,13 +212,13 @@ function postIdButtons(ids) {
 
 function alertItem(r, withEvidence) {
   const li = el("li", { class: `${r.type} ${r.direction}`, data: { entity: r.entity, direction: r.direction } });
+  li.title = `share ${fmt(r.share)} against a baseline of ${fmt(r.baseline_share)}, z ${fmt(r.z, 1)}`;  // for analysts
   li.append(el("strong", { class: "alert-entity", text: r.entity }),
-            el("span", { text: ` ${r.type === "fired" ? "turned" : "back from"} ${r.direction}: share ${fmt(r.share)} ` +
-                               `vs baseline ${fmt(r.baseline_share)} (z ${fmt(r.z, 1)}), window ${r.window_start ?? "?"}` }));
+            el("span", { class: "alert-text", text: `: ${alertSentence(r)}` }));
   if (withEvidence) {
     const ev = el("div", { class: "evidence" });
-    if (r.counts) ev.append(el("div", { text: `window +${r.counts.positive} ~${r.counts.neutral} −${r.counts.negative}` +
-      (r.baseline_counts ? `; baseline +${r.baseline_counts.positive} ~${r.baseline_counts.neutral} −${r.baseline_counts.negative}` : "") }));
+    if (r.counts) ev.append(el("div", { text: `this window: ${countsText(r.counts)}` +
+      (r.baseline_counts ? `; the windows before: ${countsText(r.baseline_counts)}` : "") }));
     if (r.post_ids.length) ev.append(el("div", null, "posts: ", ...postIdButtons(r.post_ids.slice(0, 10))));
     for (const text of r.rationales.slice(0, 3)) ev.append(el("div", { class: "rationale", text }));
     li.append(ev);
