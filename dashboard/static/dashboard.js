@@ -257,7 +257,7 @@ function highlighted(post) {
 
 function postItem(post) {
   return el("li", { class: "post", data: { postId: post.post_id } },
-    el("div", { class: "post-head", text: `${post.post_id} · ${post.event_time ?? ""}${post.lang ? " · " + post.lang : ""}` }),
+    el("div", { class: "post-head", text: `${post.post_id} · ${localTime(post.event_time)}${post.lang ? " · " + post.lang : ""}` }),
     highlighted(post),
     post.rationale ? el("div", { class: "rationale", text: post.rationale }) : null);
 }
@@ -296,7 +296,7 @@ function renderStatus() {
   const live = state.live && state.kafka === "connected";
   s.textContent = state.live ? (live ? "live" : `kafka ${state.kafka}`) : "reconnecting";
   s.classList.toggle("live", live);
-  $("clock").textContent = state.latestEnd ? `event time ${new Date(state.latestEnd).toISOString().slice(0, 16)}Z` : "";
+  $("clock").textContent = state.latestEnd ? `event time ${localTime(new Date(state.latestEnd).toISOString())}` : "";
 }
 
 function render() {
