@@ -6,8 +6,8 @@ import pytest
 
 from lrsa.rationale.config import RationaleSettings
 from lrsa.rationale.names import candidate_names, candidate_names_v2
-from lrsa.rationale.prompts import (PROMPT_VERSION, TEMPLATES, _user_turn, finish, get_template, text_messages,
-                                    tidy_name_lines)
+from lrsa.rationale.prompts import (PROMPT_VERSION, TEMPLATES, _user_turn, finish, get_template, listed_names,
+                                    text_messages, tidy_name_lines)
 
 V1_SYSTEM = "You analyse social media posts. Answer in two or three short sentences."
 V1_USER = ("Post: \"Chuck Bass is everything # MCM\"\n"
@@ -157,3 +157,14 @@ def test_a_named_offline_model_brings_its_measured_prompt_version():
     assert RationaleSettings(model="HuggingFaceTB/SmolLM2-135M-Instruct").prompt_version == PROMPT_VERSION
     with pytest.raises(ValueError, match="unknown prompt version 'v0'"):
         RationaleSettings(prompt_version="v0")
+
+
+def test_names_answered_counts_the_listed_names_with_a_line_of_their_own():
+    from training.rationale_quality import names_answered
+
+    posts = ["Congrats to @ AshBarty on the title at Wimbledon", "RT @ CNN : Obama visits Kenya"]
+    assert listed_names(posts[0], "v6") == ["AshBarty", "Wimbledon"] and listed_names(posts[0], "v2") == []
+    rationales = ["AshBarty: positive - congratulated", "Obama: neutral - a report\nKenya: neutral\nCNN: neutral"]
+    assert names_answered(posts, rationales, "v6") == {"listed": 4, "answered": 3, "share": 75.0}
+    assert names_answered(posts, [None, None], "v6")["answered"] == 0
+    assert names_answered(posts, rationales, "v2") is None  # a prompt that lists no names

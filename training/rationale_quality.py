@@ -20,7 +20,8 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from lrsa.rationale.config import RationaleSettings
-from lrsa.rationale.verdicts import Item, score
+from lrsa.rationale.prompts import TEMPLATES, get_template, listed_names
+from lrsa.rationale.verdicts import Item, score, term_pattern
 from lrsa.settings import add_settings_flags, data_dir_field, settings_from_args
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,22 @@ class RationaleQualitySettings(RationaleSettings):
 def gold_items(examples, rationales: list[str | None]) -> list[Item]:
     return [Item(r, [(" ".join(e.words[s:t]), SENTIMENT[p]) for s, t, p in e.spans])
             for e, r in zip(examples, rationales)]
+
+
+def names_answered(texts: list[str], rationales: list[str | None], version: str) -> dict | None:
+    """For a prompt that lists the post's candidate names: how many of them the rationale answers
+    with a line of their own ("Name: ..."); None for other prompts."""
+    if not get_template(version).name_lines:
+        return None
+    listed = answered = 0
+    for text, rationale in zip(texts, rationales):
+        heads = [line.split(":", 1)[0] for line in (rationale or "").splitlines() if ":" in line]
+        for name in listed_names(text, version):
+            listed += 1
+            pattern = term_pattern(name)
+            answered += bool(pattern and any(pattern.search(h) for h in heads))
+    return {"listed": listed, "answered": answered,
+            "share": round(100.0 * answered / listed, 2) if listed else 0.0}
 
 
 def teacher_per_aspect(data_dir: Path, dataset: str, split: str, examples) -> dict:
@@ -87,9 +104,14 @@ def run(s: RationaleQualitySettings, engine=None) -> dict:
     elif s.rationale_file:
         report["source"] = str(s.rationale_file)
         rationales = [e.rationale for e in examples]
+        versions = {json.loads(line).get("prompt_version") for line in s.rationale_file.read_text().splitlines()
+                    if line.strip()}
+        if len(versions) == 1 and (version := versions.pop()) in TEMPLATES:
+            report["names_answered"] = names_answered([" ".join(e.words) for e in examples], rationales, version)
     else:
         rationales, timing = generate(s, examples, engine)
         report.update(source="generated", model=s.model, prompt_version=s.prompt_version, **timing)
+        report["names_answered"] = names_answered([" ".join(e.words) for e in examples], rationales, s.prompt_version)
     report.update(score(gold_items(examples, rationales)))
     return report
 

@@ -184,12 +184,22 @@ def text_messages(text: str, version: str = PROMPT_VERSION) -> list[dict[str, st
     return messages + [{"role": "user", "content": _user_turn(t, text)}]
 
 
+def listed_names(text: str, version: str = PROMPT_VERSION) -> list[str]:
+    """The candidate names a version's prompt lists for a post ([] for versions that list none)."""
+    return _names(get_template(version), text)
+
+
+def _names(t: PromptTemplate, text: str) -> list[str]:
+    if "{names}" not in t.text:
+        return []
+    return (candidate_names_v2 if t.names == "v2" else candidate_names)(text)
+
+
 def _user_turn(t: PromptTemplate, text: str) -> str:
     """The template's user turn for a post; {names} is the post's candidate names (lrsa.rationale.names)."""
     if "{names}" not in t.text:
         return t.text.format(text=text)
-    names = (candidate_names_v2 if t.names == "v2" else candidate_names)(text)
-    return t.text.format(text=text, names="; ".join(names) or "none")
+    return t.text.format(text=text, names="; ".join(_names(t, text)) or "none")
 
 
 def render(tokenizer, messages: list[dict[str, str]]) -> list[int]:
