@@ -186,6 +186,15 @@ def test_dashboard_shows_live_counts_alerts_and_posts_in_chromium(kafka_bootstra
     assert (cell("Delta Air Lines", "c-pos"), cell("Delta Air Lines", "c-neu"),
             cell("Delta Air Lines", "c-neg")) == ("10", "11", "29")
     assert cell("lufthansa", "c-mentions") == "4"
+    # key figures over the last hour of event time (all three windows), none before it
+    kpi = page(driver, """return Object.fromEntries(['mentions', 'net', 'negative'].map(k => [k,
+        [...document.querySelectorAll('#kpi-' + k + ' div')].map(d => d.textContent)]));""")
+    assert kpi["mentions"][1] == "54" and kpi["negative"][1] == "54 %"  # 29 of 54 negative
+    assert kpi["net"][1] == f"{(10 + 3 - 29) / 54:.2f}" and kpi["mentions"][2] == "no earlier period"
+    # the export writes the board as shown
+    csv_lines = page(driver, "return window.lrsaBoardCsv()").splitlines()
+    assert csv_lines[0] == "entity,mentions,positive,neutral,negative,net_sentiment"
+    assert f"Delta Air Lines,50,10,11,29,{(10 - 29) / 50:.4f}" in csv_lines and len(csv_lines) == 1 + len(board(driver))
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#active-alerts li.fired"))
     active = page(driver, """const li = document.querySelector('#active-alerts li.fired');
         return {entity: li.querySelector('.alert-entity').textContent, text: li.textContent};""")

@@ -166,6 +166,84 @@ function rowsFor(size) {
   return rows.slice(0, MAX_ROWS);
 }
 
+// ---- key figures: this period against the one before -----------------------------------------
+
+const DEFAULT_PERIOD_MS = 3600000;  // with range "all": the last hour against the hour before
+
+function periodTotals(size, from, to) {
+  const c = { positive: 0, neutral: 0, negative: 0 };
+  let mentions = 0;
+  for (const [entity, sizes] of state.aggs) {
+    if (!matches(entity)) continue;
+    for (const w of (sizes.get(size)?.values() ?? [])) {
+      if (w.start_ms < from || w.start_ms >= to) continue;
+      c.positive += w.counts.positive; c.neutral += w.counts.neutral; c.negative += w.counts.negative;
+      mentions += w.mentions;
+    }
+  }
+  return { mentions, net: mentions ? (c.positive - c.negative) / mentions : null,
+           negative: mentions ? c.negative / mentions : null };
+}
+
+// {now, before, span}: the matching entities' totals over the selected range (or the last hour)
+// ending at the latest window's end, and over the span before it
+function keyFigures(size) {
+  const span = Number($("range").value) || DEFAULT_PERIOD_MS;
+  const end = state.latestEnd;
+  if (!end) return null;
+  return { now: periodTotals(size, end - span, end + 1), before: periodTotals(size, end - 2 * span, end - span), span };
+}
+
+function change(now, before, kind) {
+  if (now === null || before === null || (kind === "count" && !before)) return ["no earlier period", ""];
+  const d = kind === "count" ? (now - before) / before : now - before;
+  const text = kind === "count" ? `${d >= 0 ? "+" : "−"}${Math.abs(Math.round(d * 100))} %`
+             : kind === "share" ? `${d >= 0 ? "+" : "−"}${Math.abs(Math.round(d * 100))} points`
+             : `${d >= 0 ? "+" : "−"}${Math.abs(d).toFixed(2)}`;
+  const good = kind === "share" ? d < 0 : d > 0;  // fewer negatives, more mentions / net are good
+  return [`${text} vs the period before`, d === 0 ? "" : good ? "up" : "down"];
+}
+
+function renderKeyFigures() {
+  const k = keyFigures(currentSize());
+  const tiles = [["kpi-mentions", (x) => x.mentions, (v) => String(v), "count"],
+                 ["kpi-net", (x) => x.net, (v) => (v === null ? "–" : fmt(v)), "net"],
+                 ["kpi-negative", (x) => x.negative, (v) => pct(v), "share"]];
+  for (const [id, get, show, kind] of tiles) {
+    const tile = $(id);
+    tile.querySelector(".kpi-value").textContent = k ? show(get(k.now)) : "–";
+    const [text, cls] = k ? change(get(k.now), get(k.before), kind) : ["", ""];
+    const ch = tile.querySelector(".kpi-change");
+    ch.textContent = text;
+    ch.className = "kpi-change " + cls;
+  }
+  $("kpi-period").textContent = k ? `the last ${Math.round(k.span / 60000)} min of event time` : "";
+}
+
+// ---- export ---------------------------------------------------------------------------------
+
+function csvField(v) {
+  const s = String(v);
+  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+// the board as it is shown (filter, window size, range) as CSV text
+function boardCsv() {
+  const header = ["entity", "mentions", "positive", "neutral", "negative", "net_sentiment"];
+  const lines = rowsFor(currentSize()).map((r) =>
+    [r.entity, r.mentions, r.c.positive, r.c.neutral, r.c.negative, r.net.toFixed(4)].map(csvField).join(","));
+  return [header.join(","), ...lines].join("\n") + "\n";
+}
+
+function exportCsv() {
+  const url = URL.createObjectURL(new Blob([boardCsv()], { type: "text/csv" }));
+  const a = el("a", { href: url, download: `lrsa-entities-${currentSize() ?? "all"}.csv` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
 function sparkline(values) {
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
@@ -286,7 +364,8 @@ function renderDetail() {
     const bar = (name, key, color) => ({ type: "bar", name, x, y: ws.map((w) => w.counts[key]), marker: { color } });
     window.Plotly.react("chart", [bar("positive", "positive", "#1b7f3b"), bar("neutral", "neutral", "#9e9e9e"),
                                   bar("negative", "negative", "#b3261e")],
-                        { barmode: "stack", margin: { t: 10, r: 10, b: 60, l: 40 }, legend: { orientation: "h" } },
+                        { barmode: "stack", margin: { t: 10, r: 10, b: 80, l: 55 }, legend: { orientation: "h", y: -0.35 },
+                          yaxis: { title: { text: "mentions per window" } } },
                         { displayModeBar: false, responsive: true });
   }
 }
@@ -301,6 +380,7 @@ function renderStatus() {
 
 function render() {
   renderStatus();
+  renderKeyFigures();
   renderBoard();
   renderAlerts();
   renderPosts();
@@ -340,4 +420,6 @@ function connect() {
 }
 
 for (const id of ["entity-filter", "window-size", "range"]) $(id).addEventListener("input", schedule);
+$("export-csv").addEventListener("click", exportCsv);
+window.lrsaBoardCsv = boardCsv;  // what the export writes, for tests and the console
 connect();
