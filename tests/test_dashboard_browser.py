@@ -196,6 +196,8 @@ def test_dashboard_shows_live_counts_alerts_and_posts_in_chromium(kafka_bootstra
     assert csv_lines[0] == "entity,mentions,positive,neutral,negative,net_sentiment"
     assert f"Delta Air Lines,50,10,11,29,{(10 - 29) / 50:.4f}" in csv_lines and len(csv_lines) == 1 + len(board(driver))
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#active-alerts li.fired"))
+    # one list per state: the open episode is listed once, under active alerts, not in the feed too
+    assert page(driver, "return document.querySelectorAll('#alert-feed li').length") == 0
     active = page(driver, """const li = document.querySelector('#active-alerts li.fired');
         return {entity: li.querySelector('.alert-entity').textContent, text: li.textContent};""")
     assert active["entity"] == "Delta Air Lines"
@@ -287,7 +289,8 @@ def test_dashboard_follows_lrsa_aggregate_live(kafka_bootstrap, kafka_topic, chr
         print("aggregate log:\n", agg_log.read_text()[-4000:], "\ndashboard log:\n", dash_log.read_text()[-2000:])
         raise
     fired = driver.execute_script(
-        "return [...document.querySelectorAll('#alert-feed li.fired')].map(li => li.dataset.entity)")
+        "return [...document.querySelectorAll('#active-alerts li.fired, #alert-feed li.fired')]"
+        ".map(li => li.dataset.entity)")
     assert set(fired) == {"Delta Air Lines"}  # the stable entities never alert
     assert driver.execute_script("return window.__sameLoad") == "yes"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

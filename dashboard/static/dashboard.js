@@ -309,7 +309,10 @@ function renderAlerts() {
   const active = [...state.active.values()].filter((r) => matches(r.entity));
   $("active-alerts").replaceChildren(...(active.length ? active.map((r) => alertItem(r, true))
                                                          : [el("li", { class: "empty", text: "none" })]));
-  const feed = state.alerts.filter((r) => matches(r.entity)).slice(-50).reverse();
+  // the feed: every event except the fired one of an episode still open (it is listed above)
+  const open = new Set([...state.active.values()].map((r) => r.episode_id));
+  const feed = state.alerts.filter((r) => matches(r.entity) && !(r.type === "fired" && open.has(r.episode_id)))
+    .slice(-50).reverse();
   $("alert-feed").replaceChildren(...feed.map((r) => alertItem(r, false)));
 }
 
