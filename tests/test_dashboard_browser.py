@@ -216,6 +216,10 @@ def test_dashboard_shows_live_counts_alerts_and_posts_in_chromium(kafka_bootstra
     assert driver.execute_script("return window.__pwned") is None
     assert driver.execute_script("return window.__sameLoad") == "yes"  # no reload happened
 
+    # before any click the chart shows the most mentioned entity
+    wait.until(lambda d: d.find_element(By.ID, "detail").is_displayed())
+    assert page(driver, "return document.getElementById('detail-title').textContent") == \
+        "Delta Air Lines · 1m windows (the most mentioned; click a row for another)"
     # click-through: the entity's detail, then an example post id -> that post
     page(driver, "document.querySelector(\"#leaderboard tbody tr[data-entity='Delta Air Lines']\").click()")
     wait.until(lambda d: d.find_element(By.ID, "detail").is_displayed()

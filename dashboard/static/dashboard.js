@@ -354,12 +354,14 @@ function renderPosts() {
 }
 
 function renderDetail() {
-  const entity = state.selected;
+  // the chosen entity, or until one is clicked the one with the most mentions shown
+  const size = currentSize();
+  const entity = state.selected ?? rowsFor(size)[0]?.entity;
   $("detail").hidden = !entity;
   if (!entity) return;
-  const size = currentSize();
   const ws = windowsOf(entity, size);
-  $("detail-title").textContent = `${entity} · ${size ?? ""} windows`;
+  $("detail-title").textContent = `${entity} · ${size ?? ""} windows` +
+    (state.selected ? "" : " (the most mentioned; click a row for another)");
   const examples = [...new Set(ws.slice(-5).reverse().flatMap((w) => w.example_post_ids))].slice(0, 15);
   $("examples").replaceChildren(...examples.map((id) => el("li", null, ...postIdButtons([id]))));
   if (window.Plotly) {
