@@ -193,8 +193,11 @@ def test_dashboard_shows_live_counts_alerts_and_posts_in_chromium(kafka_bootstra
     assert kpi["net"][1] == f"{(10 + 3 - 29) / 54:.2f}" and kpi["mentions"][2] == "no earlier period"
     # the export writes the board as shown
     csv_lines = page(driver, "return window.lrsaBoardCsv()").splitlines()
-    assert csv_lines[0] == "entity,mentions,positive,neutral,negative,net_sentiment"
-    assert f"Delta Air Lines,50,10,11,29,{(10 - 29) / 50:.4f}" in csv_lines and len(csv_lines) == 1 + len(board(driver))
+    assert csv_lines[0] == "entity,mentions,share_of_voice,positive,neutral,negative,net_sentiment"
+    assert f"Delta Air Lines,50,{50 / 54:.4f},10,11,29,{(10 - 29) / 50:.4f}" in csv_lines
+    assert len(csv_lines) == 1 + len(board(driver))
+    # share of voice among the entities shown
+    assert (cell("Delta Air Lines", "c-share"), cell("lufthansa", "c-share")) == ("93 %", "7 %")
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#active-alerts li.fired"))
     # one list per state: the open episode is listed once, under active alerts, not in the feed too
     assert page(driver, "return document.querySelectorAll('#alert-feed li').length") == 0

@@ -163,6 +163,8 @@ function rowsFor(size) {
     rows.push({ entity, c, mentions, net, trend: ws.slice(-SPARK_POINTS).map((w) => w.net_sentiment ?? 0) });
   }
   rows.sort((a, b) => b.mentions - a.mentions || a.entity.localeCompare(b.entity));
+  const total = rows.reduce((n, r) => n + r.mentions, 0);  // share of voice among the entities shown
+  for (const r of rows) r.share = total ? r.mentions / total : 0;
   return rows.slice(0, MAX_ROWS);
 }
 
@@ -229,9 +231,10 @@ function csvField(v) {
 
 // the board as it is shown (filter, window size, range) as CSV text
 function boardCsv() {
-  const header = ["entity", "mentions", "positive", "neutral", "negative", "net_sentiment"];
+  const header = ["entity", "mentions", "share_of_voice", "positive", "neutral", "negative", "net_sentiment"];
   const lines = rowsFor(currentSize()).map((r) =>
-    [r.entity, r.mentions, r.c.positive, r.c.neutral, r.c.negative, r.net.toFixed(4)].map(csvField).join(","));
+    [r.entity, r.mentions, r.share.toFixed(4), r.c.positive, r.c.neutral, r.c.negative, r.net.toFixed(4)]
+      .map(csvField).join(","));
   return [header.join(","), ...lines].join("\n") + "\n";
 }
 
@@ -272,6 +275,8 @@ function renderBoard() {
                           on: { click: () => select(r.entity) } },
       el("td", { class: "c-entity", text: r.entity }),
       el("td", { class: "c-mentions", text: String(r.mentions) }),
+      el("td", { class: "c-share" }, el("span", { class: "share-bar", style: `width: ${Math.round(r.share * 60)}px` }),
+         el("span", { class: "share-text", text: pct(r.share) })),
       el("td", { class: "c-pos", text: String(r.c.positive) }),
       el("td", { class: "c-neu", text: String(r.c.neutral) }),
       el("td", { class: "c-neg", text: String(r.c.negative) }),
