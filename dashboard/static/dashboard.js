@@ -318,7 +318,8 @@ function renderAlerts() {
   const open = new Set([...state.active.values()].map((r) => r.episode_id));
   const feed = state.alerts.filter((r) => matches(r.entity) && !(r.type === "fired" && open.has(r.episode_id)))
     .slice(-50).reverse();
-  $("alert-feed").replaceChildren(...feed.map((r) => alertItem(r, false)));
+  $("alert-feed").replaceChildren(...(feed.length ? feed.map((r) => alertItem(r, false))
+                                                   : [el("li", { class: "empty", text: "none" })]));
 }
 
 function highlighted(post) {
