@@ -1,7 +1,7 @@
 """Brand-monitoring aggregates (pure: no Kafka): a result record -> one mention per aspect, the
 per-entity window accumulator, and the aggregate record the `lrsa.aggregates` topic carries.
 
-The stream adapter (workers/aggregate.py) runs these inside Quix Streams' windowed reduce, so
+The stream adapter (workers/aggregate/service.py) runs these inside Quix Streams' windowed reduce, so
 the window state they build lives in RocksDB with a changelog topic.
 """
 

@@ -6,7 +6,7 @@ attempt counts from 0 (the first retry). jitter 0 waits the capped delay exactly
 jitter" (anywhere from 0 to the capped delay); 0.5 keeps at least half. Used where a retry is
 *scheduled* (the batch scheduler's retry_at, the output committer's re-send time, the dashboard's
 reconnect wait) as well as where a call is retried in place (lrsa.rationale/score clients through
-workers.circuit.call_with_retries). A library such as tenacity retries a blocking call; most of
+workers.stages.circuit.call_with_retries). A library such as tenacity retries a blocking call; most of
 these retries are deadlines in an event loop that must not block, so the policy is this small
 value object, and `draw` is injectable so tests neither sleep nor guess.
 """

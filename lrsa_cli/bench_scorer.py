@@ -124,7 +124,7 @@ class ThroughTriton:
     """ScoreProcessor with `concurrency` batches in flight (as that many pipeline actors would)."""
 
     def __init__(self, grpc_url: str, checkpoint: Path, s: BenchScorerSettings, client: str):
-        from workers.scorer_stage import ScoreProcessor, ScorerSettings
+        from workers.stages.score import ScoreProcessor, ScorerSettings
 
         self.scorer = ScoreProcessor(ScorerSettings(url=grpc_url, checkpoint=checkpoint, client=client,
                                                     request_batch_size=s.batch_size, concurrency=s.concurrency,
@@ -137,7 +137,7 @@ class ThroughTriton:
     @staticmethod
     def _items(batch: tuple) -> list:
         from lrsa.schemas import Post, SourceRef
-        from workers.stage_api import WorkItem
+        from workers.stages.api import WorkItem
 
         return [WorkItem(post=Post(id=str(i), text=t), source=SourceRef(topic="bench", partition=0, offset=i),
                          rationale=r, image_description=d) for i, (t, r, d) in enumerate(zip(*batch))]

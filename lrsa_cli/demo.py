@@ -96,7 +96,7 @@ def ensure_checkpoint(s: DemoSettings) -> Path:
 
 def run_demo(s: DemoSettings, checkpoint: Path, tmp: Path) -> int:
     from lrsa_cli.stack import local_stack
-    from workers.kafka_stack import create_topics
+    from workers.devstack.kafka_stack import create_topics
 
     topics = {"input": "demo.posts", "brand_input": "demo.brand_posts", "output": "demo.results",
               "dlq": "demo.posts.dlq",

@@ -102,7 +102,7 @@ def load_posts(s: GateCurveSettings) -> tuple[list, list[str]]:
 def score_posts(predictor, texts: list[str], rationales: list[str | None] | None,
                 batch_size: int = 32) -> tuple[list[list], list[float | None]]:
     """Per post its aspects and (for a post without any) the no-aspect certainty, as the score
-    stage computes them (workers/scorer_stage.py), from the in-process model."""
+    stage computes them (workers/stages/score.py), from the in-process model."""
     import torch
 
     from lrsa.gate import no_aspect_certainty

@@ -1,7 +1,7 @@
 """`lrsa bench live-quality`: labelled posts through the real pipeline, scored against their labels.
 
 Starts the embedded Kafka and a real tritonserver serving `--checkpoint` (lrsa_cli/stack.py, as the
-demo does), then for each mode runs the worker's own driver (`workers.pipeline.Pipeline`, what
+demo does), then for each mode runs the worker's own driver (`workers.driver.pipeline.Pipeline`, what
 `lrsa run` runs: Ray ingest actors -> SmolLM2 rationale stage -> Triton score stage -> output
 topic) on fresh topics and a fresh consumer group until the input is drained: once with the
 rationale stage on ("with"), once with it off ("without"), and with `--gate T[,T...]` once per
@@ -203,10 +203,10 @@ def run_mode(s: LiveQualitySettings, stack, mode: str, gold: list, lines: list[b
     """One run of the worker on fresh topics: produce, drain, read back, score."""
     from lrsa.quality import score, summary_line
     from lrsa_cli.stack import read_topic
-    from workers.bench_pipeline import posts_per_s
+    from workers.bench.pipeline import posts_per_s
     from workers.config import KafkaClientSettings, WorkerSettings
-    from workers.kafka_stack import create_topics
-    from workers.produce import send_lines
+    from workers.devstack.kafka_stack import create_topics
+    from workers.devstack.produce import send_lines
 
     name = name or mode
     tag = f"lq-{mode}-{uuid.uuid4().hex[:6]}"
@@ -250,7 +250,7 @@ def _drain(ws, mode: str, n: int, timeout_s: float, env: dict[str, str]) -> list
     deadline (after stopping the worker)."""
     import ray
 
-    from workers.pipeline import Pipeline
+    from workers.driver.pipeline import Pipeline
 
     if ray.is_initialized():
         ray.shutdown()

@@ -37,7 +37,7 @@ def local_stack(workdir: Path, checkpoint: Path, *, triton_threads: int | None =
     """Kafka then tritonserver (serving `checkpoint`), under `workdir`; both stopped on exit."""
     from lrsa.model_pack import resolve_checkpoint
     from serving.triton_server import TritonServer, render_repository
-    from workers.kafka_stack import KafkaStack
+    from workers.devstack.kafka_stack import KafkaStack
 
     checkpoint = resolve_checkpoint(checkpoint)  # before starting anything: a bad path fails at once
     kafka = KafkaStack(workdir / "kafka", port=0)

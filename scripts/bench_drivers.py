@@ -26,7 +26,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 
-from workers.kafka_stack import KafkaStack, create_topics  # noqa: E402
+from workers.devstack.kafka_stack import KafkaStack, create_topics  # noqa: E402
 
 
 def produce(bootstrap: str, topic: str, n: int) -> None:

@@ -18,8 +18,8 @@ def main(address: str) -> None:
 
     from lrsa.schemas import Post, SourceRef
     from workers.config import WorkerSettings
-    from workers.pipeline import Pools
-    from workers.stage_api import WorkItem
+    from workers.driver.pipeline import Pools
+    from workers.stages.api import WorkItem
 
     w = WorkerSettings(score_enabled=True, score_processor="settings_probe:SettingsProbe",
                        scorer_url="triton-a:8001", score_resources="scorer_nodes=1",

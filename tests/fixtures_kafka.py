@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from streaming_helpers import kill_started_workers
-from workers.kafka_stack import KafkaStack, create_topics
+from workers.devstack.kafka_stack import KafkaStack, create_topics
 
 
 @pytest.fixture(scope="session")

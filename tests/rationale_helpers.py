@@ -72,7 +72,7 @@ def tiny_loaded() -> LoadedModel:
 def tiny_rationale_processor():
     """A RationaleProcessor over the tiny model: loadable by dotted path inside the pipeline's Ray actors."""
     from lrsa.rationale.engine import RationaleEngine
-    from workers.rationale_stage import RationaleProcessor, RationaleStageSettings
+    from workers.stages.rationale import RationaleProcessor, RationaleStageSettings
 
     settings = RationaleStageSettings(device="cpu", slots=2, max_len=320, max_new_tokens=5, threads=1)  # the default prompt fits
     return RationaleProcessor(settings, engine=RationaleEngine(settings, loaded=tiny_loaded()))

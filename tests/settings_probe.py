@@ -7,8 +7,8 @@ import json
 import os
 import socket
 
-from workers.scorer_stage import ScorerSettings
-from workers.stage_api import WorkItem
+from workers.stages.score import ScorerSettings
+from workers.stages.api import WorkItem
 
 
 class SettingsProbe:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from workers.stage_api import TransientError, WorkItem
+from workers.stages.api import TransientError, WorkItem
 
 
 class EchoProcessor:
@@ -100,7 +100,7 @@ class PoisonProcessor(EchoProcessor):
         self.calls_log = os.environ.get("LRSA_TEST_POISON_LOG")
 
     def process(self, items: list[WorkItem]) -> list[WorkItem]:
-        from workers.stage_api import NonRetryable
+        from workers.stages.api import NonRetryable
 
         bad = sorted(it.post.id for it in items if it.post.id in self.poison)
         if self.calls_log:

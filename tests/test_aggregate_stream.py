@@ -21,8 +21,8 @@ from aggregate_helpers import (BASE_MS, expected_windows, last_per_key, produce,
 from lrsa.aggregates import AggregateRecord, iso_ms
 from lrsa.shift import AlertEvent
 from streaming_helpers import committed_offsets, kill_tree, wait_for
-from workers.aggregate import AggregateMetrics, run_aggregate
-from workers.aggregate_config import AggregateSettings
+from workers.aggregate.service import AggregateMetrics, run_aggregate
+from workers.aggregate.config import AggregateSettings
 
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parent.parent

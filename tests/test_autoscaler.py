@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from workers.autoscaler import Autoscaler, ScalingPolicy, StageLoad, TrendWindow
-from workers.stages import PoolClient
+from workers.driver.autoscaler import Autoscaler, ScalingPolicy, StageLoad, TrendWindow
+from workers.stages.pool import PoolClient
 
 POLICY = ScalingPolicy(grow_after_s=5, shrink_after_s=10, grow_occupancy=0.75, grow_backlog_per_actor=2.0,
                        grow_lag_rate=0.0, grow_lag_min=100, shrink_occupancy=0.25, shrink_backlog_per_actor=0.5,
@@ -170,7 +170,7 @@ def test_an_actor_that_leaves_the_pool_is_retiring_until_its_batches_are_release
 def test_pools_end_a_scaled_down_actor_only_after_the_acks_and_its_last_batch(monkeypatch) -> None:
     import ray
 
-    from workers.pools import Draining, Pools
+    from workers.driver.pools import Draining, Pools
 
     killed, acked = [], {"done": False}
     monkeypatch.setattr(ray, "kill", lambda actor, no_restart=True: killed.append(actor))

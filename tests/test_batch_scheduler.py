@@ -1,4 +1,4 @@
-"""The ingest actor's scheduler (workers/batch_scheduler.py) on plain fakes: no Kafka, no Ray, no
+"""The ingest actor's scheduler (workers/ingest/batch_scheduler.py) on plain fakes: no Kafka, no Ray, no
 sleeping (an injectable clock). A fake stage answers each submitted batch when the test says so,
 through `ready`/`result`, the two functions the actor fills with ray.wait/ray.get."""
 
@@ -11,8 +11,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from lrsa.schemas import Post, SourceRef
-from workers.batch_scheduler import BatchScheduler
-from workers.stage_api import WorkItem
+from workers.ingest.batch_scheduler import BatchScheduler
+from workers.stages.api import WorkItem
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,12 +102,12 @@ def ids(items) -> list[str]:
 
 
 def test_the_scheduler_imports_neither_kafka_nor_ray() -> None:
-    tree = ast.parse((ROOT / "workers" / "batch_scheduler.py").read_text(encoding="utf-8"))
+    tree = ast.parse((ROOT / "workers" / "ingest" / "batch_scheduler.py").read_text(encoding="utf-8"))
     names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     names += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
     assert not [n for n in names if n.split(".")[0] in {"kafka", "ray"}]
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, workers.batch_scheduler, workers.stage_api, lrsa.schemas; "
+        [sys.executable, "-c", "import sys, workers.ingest.batch_scheduler, workers.stages.api, lrsa.schemas; "
          "print(sorted({m.split('.')[0] for m in sys.modules} & {'kafka', 'ray'}))"],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
     assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lrsa.settings import SettingsError
-from workers.kafka_preflight import KafkaUnreachableError, TopicMissingError, check_kafka, wait_reachable
+from workers.kafka_clients.preflight import KafkaUnreachableError, TopicMissingError, check_kafka, wait_reachable
 
 REPO = Path(__file__).resolve().parent.parent
 

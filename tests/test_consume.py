@@ -10,7 +10,7 @@ import pytest
 
 from lrsa_cli.main import main
 from streaming_helpers import produce
-from workers.consume import describe
+from workers.devstack.consume import describe
 
 RESULT = {"schema_version": "1.1", "post_id": "p1", "text": "Delta lost my bag again",
           "aspects": [{"term": "Delta", "entity": "Delta Air Lines", "start": 0, "end": 5, "sentiment": "negative",

@@ -24,7 +24,7 @@ import pytest
 
 from lrsa.ports import free_port
 from streaming_helpers import ECHO_STAGE, REPO, ids_of, produce, read_all, start_worker, wait_exit, wait_for
-from workers.control import ControlServer, ControlState
+from workers.driver.control import ControlServer, ControlState
 
 TOKEN = "t0ken-for-tests"
 
@@ -103,18 +103,18 @@ def test_a_stale_loop_fails_the_liveness_probe() -> None:
 
 def test_a_non_loopback_endpoint_without_a_token_does_not_start(tmp_path) -> None:
     from workers.config import WorkerSettings
-    from workers.pipeline import Pipeline
+    from workers.driver.control_plane import ControlPlane
 
-    assert not Pipeline(WorkerSettings(control_host="0.0.0.0", control_port=0))._start_control()
+    assert not ControlPlane(WorkerSettings(control_host="0.0.0.0", control_port=0)).start()
     empty = tmp_path / "token"
     empty.write_text("\n")
-    assert not Pipeline(WorkerSettings(control_port=0, control_token_file=empty))._start_control()
+    assert not ControlPlane(WorkerSettings(control_port=0, control_token_file=empty)).start()
     empty.write_text(TOKEN + "\n")
-    p = Pipeline(WorkerSettings(control_host="0.0.0.0", control_port=0, control_token_file=empty))
+    plane = ControlPlane(WorkerSettings(control_host="0.0.0.0", control_port=0, control_token_file=empty))
     try:
-        assert p._start_control() and p.control_port
+        assert plane.start() and plane.port
     finally:
-        p._control_server.close()
+        plane.server.close()
 
 
 def lrsa(*args: str, token: str | None) -> subprocess.CompletedProcess:

@@ -13,10 +13,10 @@ import pytest
 from lrsa.settings import add_settings_flags, settings_from_args
 from tls_helpers import make_ca_and_server_cert
 from workers.config import WorkerSettings
-from workers.control import ControlServer, ControlState
+from workers.driver.control import ControlServer, ControlState
 from workers.control_cli import ControlError, call
-from workers.control_settings import ControlClientSettings
-from workers.pipeline import Pipeline
+from workers.driver.control_settings import ControlClientSettings
+from workers.driver.control_plane import ControlPlane
 
 TOKEN = "t0ken-for-tests"
 
@@ -31,8 +31,8 @@ def test_no_control_endpoint_serves_nothing() -> None:
     s = worker_settings("--no-control-endpoint", "--control-port", "0")
     assert s.control_endpoint is False
     assert worker_settings("--control-port", "0").control_endpoint is True
-    p = Pipeline(s)
-    assert p._start_control() and p.control_port is None and p._control_server is None
+    plane = ControlPlane(s)
+    assert plane.start() and plane.port is None and plane.server is None
 
 
 def test_the_endpoint_serves_https_and_the_client_verifies_it(tmp_path) -> None:
@@ -60,8 +60,12 @@ def test_the_endpoint_serves_https_and_the_client_verifies_it(tmp_path) -> None:
         WorkerSettings(control_tls_certfile=tls.chain)
 
 
+def unused(*_args):
+    raise AssertionError("only resize requests are asked here")
+
+
 class FakePools:
-    """What Pipeline's bounds handling uses of workers.pools.Pools."""
+    """What the control plane's bounds handling uses of workers.driver.pools.Pools."""
 
     def __init__(self, bounds: dict[str, tuple[int, int]]) -> None:
         self.bounds = dict(bounds)
@@ -75,25 +79,25 @@ class FakePools:
 
 def test_bounds_set_through_the_endpoint_survive_a_restart(tmp_path) -> None:
     path = tmp_path / "state" / "bounds.json"
-    first = Pipeline(WorkerSettings(control_bounds_file=path))
+    first = ControlPlane(WorkerSettings(control_bounds_file=path))
     pools = FakePools({"rationale": (1, 2), "score": (1, 1)})
-    first.control.publish({}, (True, "consuming"))
-    future = first.control.ask("resize", stage="rationale", min=2, max=4)
-    first._answer_requests(pools)
+    first.state.publish({}, (True, "consuming"))
+    future = first.state.ask("resize", stage="rationale", min=2, max=4)
+    first.answer(pools, unused, unused)
     assert future.result(timeout=1)[0] == 200
     assert json.loads(path.read_text())["rationale"] == {"min": 2, "max": 4}
 
-    restarted = Pipeline(WorkerSettings(control_bounds_file=path))
+    restarted = ControlPlane(WorkerSettings(control_bounds_file=path))
     fresh = FakePools({"rationale": (1, 2), "score": (1, 1)})  # the flags' bounds
-    restarted._restore_bounds(fresh)
+    restarted.restore_bounds(fresh)
     assert fresh.bounds == {"rationale": (2, 4), "score": (1, 1)}
 
     path.write_text("{not json")  # a broken file: reported, the flags apply
     kept = FakePools({"rationale": (1, 2)})
-    Pipeline(WorkerSettings(control_bounds_file=path))._restore_bounds(kept)
+    ControlPlane(WorkerSettings(control_bounds_file=path)).restore_bounds(kept)
     assert kept.bounds == {"rationale": (1, 2)}
 
-    without = Pipeline(WorkerSettings())  # no file configured: nothing written anywhere
-    future = without.control.ask("resize", stage="rationale", min=1, max=3)
-    without._answer_requests(FakePools({"rationale": (1, 2)}))
+    without = ControlPlane(WorkerSettings())  # no file configured: nothing written anywhere
+    future = without.state.ask("resize", stage="rationale", min=1, max=3)
+    without.answer(FakePools({"rationale": (1, 2)}), unused, unused)
     assert future.result(timeout=1)[0] == 200 and not (tmp_path / "bounds.json").exists()

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from lrsa.settings import unknown_env_vars
-from workers.member_id import transactional_id
+from workers.ingest.member_id import transactional_id
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"

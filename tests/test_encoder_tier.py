@@ -15,7 +15,7 @@ from lrsa.predict import Predictor, encode_batch
 from serving.triton_server import render_repository
 from test_scorer_parity import DESCRIPTIONS, RATIONALES, TEXTS, _items
 from test_training import _history, _run_cli, _train, write_dataset
-from workers.scorer_stage import ScoreProcessor, ScorerSettings
+from workers.stages.score import ScoreProcessor, ScorerSettings
 
 
 @pytest.fixture(scope="module")

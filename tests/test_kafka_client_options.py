@@ -36,8 +36,8 @@ def assert_kafka_python(options: dict) -> None:
 def test_aggregate_admin_and_quix_application_take_the_security_settings(monkeypatch, tmp_path) -> None:
     import quixstreams
 
-    from workers.aggregate import Aggregator, ensure_output_topics
-    from workers.aggregate_config import AggregateSettings
+    from workers.aggregate.service import Aggregator, ensure_output_topics
+    from workers.aggregate.config import AggregateSettings
 
     s = AggregateSettings(**SECURE, bootstrap_servers="broker:9093", state_dir=tmp_path, metrics_port=None)
     seen: list[dict] = []
@@ -57,8 +57,8 @@ def test_aggregate_admin_and_quix_application_take_the_security_settings(monkeyp
 def test_aggregate_stays_a_plain_address_without_security(monkeypatch, tmp_path) -> None:
     import quixstreams
 
-    from workers.aggregate import Aggregator
-    from workers.aggregate_config import AggregateSettings
+    from workers.aggregate.service import Aggregator
+    from workers.aggregate.config import AggregateSettings
 
     seen: list[dict] = []
     monkeypatch.setattr(quixstreams, "Application", recorder(seen))
@@ -87,9 +87,9 @@ def test_dashboard_reader_takes_the_security_settings(monkeypatch) -> None:
 
 def test_read_topic_create_topics_and_bench_readers_take_the_security_settings(monkeypatch) -> None:
     from lrsa_cli.stack import read_topic
-    from workers.bench_scaling import ScalingBenchSettings, output_ids
+    from workers.bench.scaling import ScalingBenchSettings, output_ids
     from workers.config import KafkaClientSettings
-    from workers.kafka_stack import create_topics
+    from workers.devstack.kafka_stack import create_topics
 
     s = KafkaClientSettings(**SECURE)
     seen: list[dict] = []
@@ -112,7 +112,7 @@ def test_read_topic_create_topics_and_bench_readers_take_the_security_settings(m
 def test_a_command_with_its_own_env_prefix_reads_the_shared_kafka_security_names(monkeypatch) -> None:
     """`lrsa aggregate` reads LRSA_AGGREGATE_*; the LRSA_KAFKA_* names that secure every other
     client secure it too, its own prefixed names and flags still first."""
-    from workers.aggregate_config import AggregateSettings
+    from workers.aggregate.config import AggregateSettings
 
     monkeypatch.setenv("LRSA_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
     monkeypatch.setenv("LRSA_KAFKA_SASL_USERNAME", "alice")

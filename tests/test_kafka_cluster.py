@@ -11,8 +11,8 @@ import pytest
 
 from streaming_helpers import (ECHO_STAGE, end_offsets, make_dataset, produce, read_outcome, start_worker, wait_exit,
                                wait_for)
-from workers.kafka_cluster import KafkaCluster
-from workers.kafka_stack import create_topics
+from workers.devstack.kafka_cluster import KafkaCluster
+from workers.devstack.kafka_stack import create_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.ray, pytest.mark.slow]
 

@@ -19,10 +19,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streaming_helpers import REPO, kill_started_workers, kill_tree, make_dataset, start_worker, wait_exit
 from tls_helpers import make_ca_and_server_cert, make_client_cert
-from workers import kafka_io
+from workers.kafka_clients import clients as kafka_io
 from workers.config import KafkaClientSettings
-from workers.kafka_security import KafkaAuthError
-from workers.kafka_stack import KafkaStack, create_topics
+from workers.kafka_clients.security import KafkaAuthError
+from workers.devstack.kafka_stack import KafkaStack, create_topics
 
 pytestmark = [pytest.mark.kafka]
 
@@ -243,7 +243,7 @@ def test_mutual_tls_lets_in_a_signed_client_certificate_and_refuses_others(tls, 
     with one produce and read back; without one, or with one from another CA, the start-up check
     fails with one line naming the TLS settings (exit 2 for a command), nothing is written."""
     from lrsa.settings import SettingsError
-    from workers.kafka_preflight import check_kafka
+    from workers.kafka_clients.preflight import check_kafka
 
     stack, ca_file, _ = tls
     cert, key = make_client_cert(tmp_path, stack.tls_files)

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from workers import kafka_io
+from workers.kafka_clients import clients as kafka_io
 from workers.config import KafkaClientSettings
-from workers.kafka_security import KafkaAuthError
-from workers.kafka_stack import KafkaStack, create_topics
+from workers.kafka_clients.security import KafkaAuthError
+from workers.devstack.kafka_stack import KafkaStack, create_topics
 
 pytestmark = [pytest.mark.kafka]
 

@@ -7,7 +7,7 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from lrsa.ports import free_ports
 from workers.config import MAX_MESSAGE_BYTES
-from workers.kafka_stack import KafkaStack
+from workers.devstack.kafka_stack import KafkaStack
 
 pytestmark = pytest.mark.kafka
 
@@ -42,7 +42,7 @@ def test_a_cluster_id_starting_with_a_dash_formats(tmp_path) -> None:
     import base64
     import uuid
 
-    from workers.kafka_stack import _server_properties
+    from workers.devstack.kafka_stack import _server_properties
 
     cluster_id = next(c for c in (base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
                                   for _ in range(10_000)) if c.startswith("-"))
@@ -79,7 +79,7 @@ def test_produce_sends_lines_as_they_are(kafka_bootstrap: str, kafka_topic) -> N
     from pathlib import Path
 
     from workers.config import KafkaClientSettings
-    from workers.produce import read_lines, send_lines
+    from workers.devstack.produce import read_lines, send_lines
 
     topic = kafka_topic("produce")
     samples = Path(__file__).resolve().parent.parent / "samples" / "posts.jsonl"

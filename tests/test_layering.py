@@ -42,10 +42,48 @@ def test_the_check_sees_a_violation(tmp_path: Path) -> None:
     assert [n for _, n in imports(f)] == ["workers.config", "ray.util"]
 
 
-# Modules inside a room held to a narrower rule than the room's: workers/batch_scheduler.py is the
+# The rooms inside workers/ (workers/__init__.py): what each may import of workers/. The modules
+# beside the rooms (config, metrics, the command modules) are not rooms; only the command modules
+# (cli, aggregate_cli, control_cli) may import any room, and no room imports them.
+WORKER_ROOMS = {
+    "stages": set(),
+    "kafka_clients": {"config"},
+    "ingest": {"stages", "kafka_clients", "config", "metrics"},
+    "driver": {"ingest", "stages", "kafka_clients", "config", "metrics"},
+    "aggregate": {"kafka_clients", "config"},
+    "devstack": {"kafka_clients", "config"},
+    "bench": {"ingest", "stages", "driver", "kafka_clients", "aggregate", "devstack", "config", "metrics"},
+}
+
+
+def worker_part(name: str) -> str | None:
+    """'workers.ingest.actor' -> 'ingest'; 'workers.config' -> 'config'; not workers/ -> None."""
+    parts = name.split(".")
+    return parts[1] if parts[0] == "workers" and len(parts) > 1 else None
+
+
+@pytest.mark.parametrize("room", sorted(WORKER_ROOMS))
+def test_worker_room_imports_only_its_rule(room: str) -> None:
+    allowed = WORKER_ROOMS[room] | {room}
+    bad = [f"{path.relative_to(ROOT)}:{line} imports {name}"
+           for path in sorted((ROOT / "workers" / room).rglob("*.py"))
+           for line, name in imports(path)
+           if name == "workers" or (worker_part(name) is not None and worker_part(name) not in allowed)]
+    assert not bad, f"workers/{room} breaks its rule (may import {sorted(allowed)}):\n" + "\n".join(bad)
+
+
+def test_every_workers_module_sits_in_a_room_or_beside_them() -> None:
+    beside = {"__init__", "config", "metrics", "cli", "aggregate_cli", "control_cli"}
+    loose = sorted(p.stem for p in (ROOT / "workers").glob("*.py"))
+    assert set(loose) <= beside, f"modules outside the rooms: {sorted(set(loose) - beside)}"
+    rooms = {p.name for p in (ROOT / "workers").iterdir() if (p / "__init__.py").exists()}
+    assert rooms == set(WORKER_ROOMS), "every room of workers/ has a rule here"
+
+
+# Modules inside a room held to a narrower rule than the room's: workers/ingest/batch_scheduler.py is the
 # ingest actor's Kafka- and Ray-free scheduler (tested with plain fakes), and it imports only
 # modules that are Kafka- and Ray-free themselves.
-NARROW = {"workers/batch_scheduler.py": {"ray", "kafka"}}
+NARROW = {"workers/ingest/batch_scheduler.py": {"ray", "kafka"}}
 
 
 @pytest.mark.parametrize("module", sorted(NARROW))

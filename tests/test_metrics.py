@@ -81,7 +81,7 @@ def test_partition_leaving_the_actor_drops_its_lag() -> None:
     in the same `_forget` after its hand-over commit."""
     from kafka import TopicPartition
 
-    from workers.ingest import IngestWorker
+    from workers.ingest.actor import IngestWorker
 
     class Tracker:
         def revoke(self, tps):
@@ -104,8 +104,8 @@ def test_partition_leaving_the_actor_drops_its_lag() -> None:
 
 @pytest.mark.parametrize("path", ["prometheus/lrsa-alerts.yml", "grafana/lrsa-streaming.json"])
 def test_deploy_files_name_only_existing_metrics(path: str) -> None:
-    import workers.rationale_stage  # noqa: F401  (the stage actors' own metrics register on import)
-    import workers.scorer_stage  # noqa: F401
+    import workers.stages.rationale  # noqa: F401  (the stage actors' own metrics register on import)
+    import workers.stages.score  # noqa: F401
     from prometheus_client import REGISTRY
 
     text = (DEPLOY / path).read_text()

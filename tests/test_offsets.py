@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from workers.offsets import OffsetTracker, PartitionOffsets
+from workers.ingest.offsets import OffsetTracker, PartitionOffsets
 
 
 def test_commit_waits_for_the_gap() -> None:
@@ -65,7 +65,7 @@ def test_tracker_reports_each_advance_once_and_forgets_revoked() -> None:
 
 
 def test_restart_points_cover_what_is_not_committed() -> None:
-    from workers.offsets import OffsetTracker
+    from workers.ingest.offsets import OffsetTracker
 
     t = OffsetTracker()
     for off in range(10, 20):

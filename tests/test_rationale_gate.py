@@ -1,5 +1,5 @@
 """Confidence-gated rationales: the certainty rule (lrsa/gate.py), the offline combination behind
-`lrsa bench gate-curve`, the stage actors' gating (workers/gate.py, workers/stages.py), and the
+`lrsa bench gate-curve`, the stage actors' gating (workers/stages/gate.py, workers/stages/pool.py), and the
 whole worker on the real broker and a real local Ray with recording stage doubles."""
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def test_the_gate_puts_a_prescore_pool_of_the_score_processor_first():
     assert [st[0] for st in s.stage_settings()] == ["prescore", "rationale", "score"]
     assert s.stage_settings()[0][1:] == s.stage_settings()[2][1:]  # the score pool's processor and sizes
     assert s.stage_gate("prescore") == 0.6 and s.stage_gate("rationale") is None
-    from workers.stage_api import GateRole
+    from workers.stages.api import GateRole
 
     assert [s.stage_gate_role(st[0]) for st in s.stage_settings()] == \
         [GateRole(decides=0.6), GateRole(follows=True), GateRole(follows=True)]
@@ -152,7 +152,7 @@ def test_the_gate_puts_a_prescore_pool_of_the_score_processor_first():
 
 def _items(*texts: str):
     from lrsa.schemas import Post
-    from workers.stage_api import WorkItem
+    from workers.stages.api import WorkItem
 
     return [WorkItem(Post(id=f"p{i}", text=t), SourceRef(topic="in", partition=0, offset=i))
             for i, t in enumerate(texts)]
@@ -165,8 +165,8 @@ def test_stage_bodies_gate_in_process(tmp_path, monkeypatch, names):
     The roles are configuration (GateRole): the stages' names do not matter."""
     monkeypatch.setenv("LRSA_TEST_RECORD_DIR", str(tmp_path))
     monkeypatch.syspath_prepend(str(TESTS))
-    from workers.stage_api import GateRole
-    from workers.stages import StageWorker
+    from workers.stages.api import GateRole
+    from workers.stages.pool import StageWorker
 
     prescore = StageWorker(names[0], "stage_doubles:GateScoreDouble", gate=GateRole(decides=0.5))
     rationale = StageWorker(names[1], "stage_doubles:RecordingEchoProcessor", gate=GateRole(follows=True))
@@ -200,7 +200,7 @@ def test_stage_bodies_gate_in_process(tmp_path, monkeypatch, names):
 def test_stage_bodies_without_a_gate_take_every_post(tmp_path, monkeypatch):
     monkeypatch.setenv("LRSA_TEST_RECORD_DIR", str(tmp_path))
     monkeypatch.syspath_prepend(str(TESTS))
-    from workers.stages import StageWorker
+    from workers.stages.pool import StageWorker
 
     items = _items("a is 0.2 sure", "b is 0.9 sure")
     for worker in (StageWorker("rationale", "stage_doubles:RecordingEchoProcessor"),

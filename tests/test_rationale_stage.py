@@ -11,8 +11,8 @@ from lrsa.rationale.config import RationaleSettings
 from lrsa.rationale.prompts import PROMPT_VERSION
 from lrsa.schemas import Post, SourceRef
 from rationale_helpers import tiny_rationale_processor
-from workers.rationale_stage import RationaleStageSettings
-from workers.stage_api import WorkItem
+from workers.stages.rationale import RationaleStageSettings
+from workers.stages.api import WorkItem
 
 
 def _items(*texts: str) -> list[WorkItem]:
@@ -57,9 +57,9 @@ def test_stage_settings_come_from_env(monkeypatch):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_processor_runs_in_the_pipelines_stage_actor():
-    """The pipeline's own actor body (workers.stages) loads the processor by dotted path in a real local Ray."""
+    """The pipeline's own actor body (workers.stages.pool) loads the processor by dotted path in a real local Ray."""
     ray = pytest.importorskip("ray")
-    from workers.stages import new_actor
+    from workers.stages.pool import new_actor
 
     tests = Path(__file__).resolve().parent
     ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False,

@@ -14,7 +14,7 @@ from kafka import KafkaConsumer
 
 from streaming_helpers import committed_offsets, make_dataset, produce, read_all, wait_for
 from workers.config import WorkerSettings
-from workers.ingest import IngestWorker
+from workers.ingest.actor import IngestWorker
 
 
 @pytest.mark.kafka
@@ -115,7 +115,7 @@ def test_work_dropped_at_a_hand_over_is_read_again(kafka_bootstrap, kafka_topic,
     import ray
 
     from streaming_helpers import ECHO_STAGE, TESTS_DIR, ids_of
-    from workers.stages import start_pool
+    from workers.stages.pool import start_pool
 
     data = make_dataset(120, 0, seed=12)
     topics = {"in": kafka_topic("rw-in", 2), "out": kafka_topic("rw-out", 1), "dlq": kafka_topic("rw-dlq", 1)}

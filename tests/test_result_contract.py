@@ -13,8 +13,8 @@ import pytest
 from lrsa.event_time import event_time
 from lrsa.schemas import RESULT_SCHEMA_VERSION, Aspect, Post, Result, SourceRef
 from workers.config import WorkerSettings
-from workers.result_build import build_result
-from workers.stage_api import WorkItem
+from workers.ingest.result_build import build_result
+from workers.stages.api import WorkItem
 
 ROOT = Path(__file__).resolve().parent.parent
 ALIASES = ROOT / "deploy" / "entities.aliases.yaml"

@@ -13,9 +13,9 @@ from prometheus_client import REGISTRY
 
 from lrsa.schemas import Post, SourceRef
 from lrsa.backoff import Backoff
-from workers.circuit import CircuitBreaker, CircuitState, call_with_retries
-from workers.scorer_stage import ScoreProcessor, ScorerSettings
-from workers.stage_api import TransientError, WorkItem
+from workers.stages.circuit import CircuitBreaker, CircuitState, call_with_retries
+from workers.stages.score import ScoreProcessor, ScorerSettings
+from workers.stages.api import TransientError, WorkItem
 
 
 def _metric(name: str, **labels: str) -> float:

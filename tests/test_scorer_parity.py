@@ -12,8 +12,8 @@ from lrsa.model import load_checkpoint
 from lrsa.predict import Predictor, encode_batch
 from lrsa.schemas import Post, SourceRef
 from serving.triton_server import TritonServer
-from workers.scorer_stage import ScoreProcessor, ScorerSettings
-from workers.stage_api import WorkItem
+from workers.stages.score import ScoreProcessor, ScorerSettings
+from workers.stages.api import WorkItem
 
 pytestmark = pytest.mark.triton
 

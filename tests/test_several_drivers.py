@@ -9,7 +9,7 @@ import re
 import pytest
 
 from streaming_helpers import (ECHO_STAGE, make_dataset, produce, read_outcome, start_worker, wait_exit, wait_for)
-from workers.member_id import MemberId, transactional_id
+from workers.ingest.member_id import MemberId, transactional_id
 
 pytestmark = [pytest.mark.kafka, pytest.mark.ray, pytest.mark.slow]
 
@@ -51,7 +51,7 @@ def test_two_drivers_in_one_group(kafka_bootstrap, kafka_topic, tmp_path, mode) 
     for text in texts:
         assert "Fenced" not in text and "fenced" not in text
     # the driver's own line: the actor's "stopped after" can be cut off by the driver's shutdown
-    consumed = [sum(int(n) for n in re.findall(r"workers.pipeline: ingest \d+ finished after (\d+) posts", t))
+    consumed = [sum(int(n) for n in re.findall(r"workers.driver.pipeline: ingest \d+ finished after (\d+) posts", t))
                 for t in texts]
     assert all(n > 0 for n in consumed), f"one driver consumed nothing: {consumed}"
     if eos:

@@ -12,7 +12,7 @@ import pytest
 
 from fixtures_ray import LoopbackRayCluster
 from lrsa.settings import report_unknown_env, unknown_env_vars
-from workers import stage_settings
+from workers.stages import settings as stage_settings
 from workers.config import WorkerSettings, parse_resources
 
 TESTS = Path(__file__).resolve().parent
@@ -40,10 +40,10 @@ def test_flags_override_env_and_paths_become_absolute(tmp_path, monkeypatch) -> 
     monkeypatch.setenv("LRSA_SCORER_CHECKPOINT", "ckpt/served")
     monkeypatch.setenv("LRSA_RATIONALE_MODEL", "./llm")
     w = WorkerSettings(scorer_url="from-flag:8001")
-    score = stage_settings.build("workers.scorer_stage:ScoreProcessor", w)
+    score = stage_settings.build("workers.stages.score:ScoreProcessor", w)
     assert score["url"] == "from-flag:8001"
     assert score["checkpoint"] == tmp_path / "ckpt" / "served"
-    rationale = stage_settings.build("workers.rationale_stage:RationaleProcessor", WorkerSettings())
+    rationale = stage_settings.build("workers.stages.rationale:RationaleProcessor", WorkerSettings())
     assert rationale["model"] == str(tmp_path / "llm")
     assert stage_settings.build("stage_doubles:EchoProcessor", w) is None  # takes no settings
     assert parse_resources("node_group=1, llm=0.5") == {"node_group": 1.0, "llm": 0.5}

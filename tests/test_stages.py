@@ -6,7 +6,7 @@ import argparse
 
 from lrsa.settings import add_settings_flags, settings_from_args
 from workers.config import WorkerSettings
-from workers.stages import PoolClient, actor_options, load_processor
+from workers.stages.pool import PoolClient, actor_options, load_processor
 
 
 def test_gpus_are_asked_only_when_configured() -> None:
@@ -15,10 +15,10 @@ def test_gpus_are_asked_only_when_configured() -> None:
 
 
 def test_load_processor_by_dotted_path() -> None:
-    from workers.offsets import OffsetTracker
+    from workers.ingest.offsets import OffsetTracker
 
-    assert isinstance(load_processor("workers.offsets:OffsetTracker"), OffsetTracker)
-    assert isinstance(load_processor("workers.offsets.OffsetTracker"), OffsetTracker)
+    assert isinstance(load_processor("workers.ingest.offsets:OffsetTracker"), OffsetTracker)
+    assert isinstance(load_processor("workers.ingest.offsets.OffsetTracker"), OffsetTracker)
 
 
 class _Handle:
@@ -58,7 +58,7 @@ def test_flags_override_env_override_defaults(monkeypatch) -> None:
 
 
 def test_occupancy_is_averaged_over_the_window_not_sampled() -> None:
-    from workers.autoscaler import OccupancyWindow
+    from workers.driver.autoscaler import OccupancyWindow
 
     # A saturated stage as the driver sees it: 4 slots, in use 90 % of the time, but a new batch
     # lags its predecessor's end, so every other point sample would show a free slot.
@@ -77,7 +77,7 @@ def test_occupancy_is_averaged_over_the_window_not_sampled() -> None:
 
 
 def test_the_window_forgets_load_older_than_its_span() -> None:
-    from workers.autoscaler import OccupancyWindow
+    from workers.driver.autoscaler import OccupancyWindow
 
     window = OccupancyWindow(5.0)
     window.add(0.0, 0.0, 2)
@@ -89,17 +89,17 @@ def test_the_window_forgets_load_older_than_its_span() -> None:
 
 def _fake_pools(monkeypatch, started: str):
     """Pools with actor creation replaced: actors are ints, a new one answers as `started` says."""
-    import workers.pools
-    import workers.stages
-    from workers.actor_start import Starting
-    from workers.pipeline import Pools
+    import workers.driver.pools
+    import workers.stages.pool
+    from workers.stages.actor_start import Starting
+    from workers.driver.pipeline import Pools
 
     made = iter(range(100))
-    monkeypatch.setattr(workers.stages, "new_actor", lambda *a, **k: next(made))
-    monkeypatch.setattr(workers.stages, "start_pool", lambda stage, path, size, *a, **k: [next(made) for _ in range(size)])
-    monkeypatch.setattr(workers.pools, "check_placeable", lambda *a, **k: None)
-    monkeypatch.setattr(workers.pools, "start_watch", lambda actor: Starting(actor, None, 0.0))
-    monkeypatch.setattr(workers.pools, "poll_starting",
+    monkeypatch.setattr(workers.stages.pool, "new_actor", lambda *a, **k: next(made))
+    monkeypatch.setattr(workers.stages.pool, "start_pool", lambda stage, path, size, *a, **k: [next(made) for _ in range(size)])
+    monkeypatch.setattr(workers.driver.pools, "check_placeable", lambda *a, **k: None)
+    monkeypatch.setattr(workers.driver.pools, "start_watch", lambda actor: Starting(actor, None, 0.0))
+    monkeypatch.setattr(workers.driver.pools, "poll_starting",
                         lambda stage, st, timeout: (started, "" if started == "ready" else "not placed by Ray"))
     s = WorkerSettings(rationale_enabled=True, rationale_pool_min=1, rationale_pool_max=2,
                        pool_grow_after_s=5, pool_shrink_after_s=20, actor_start_timeout_s=30)

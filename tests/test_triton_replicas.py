@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from lrsa.schemas import Post, SourceRef
-from workers.scorer_stage import ScoreProcessor, ScorerSettings
-from workers.stage_api import WorkItem
+from workers.stages.score import ScoreProcessor, ScorerSettings
+from workers.stages.api import WorkItem
 
 pytestmark = [pytest.mark.triton]
 

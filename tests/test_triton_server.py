@@ -96,8 +96,8 @@ def test_scorer_passes_tls_and_auth_header_through(tmp_path: Path, start_triton,
     import subprocess
 
     from lrsa.schemas import Post, SourceRef
-    from workers.scorer_stage import ScoreProcessor, ScorerSettings
-    from workers.stage_api import TransientError, WorkItem
+    from workers.stages.score import ScoreProcessor, ScorerSettings
+    from workers.stages.api import TransientError, WorkItem
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from lrsa.settings import add_settings_flags, settings_from_args
-from workers.aggregate_config import AggregateSettings
+from workers.aggregate.config import AggregateSettings
 
 
 def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     add_settings_flags(p, AggregateSettings)
     p.set_defaults(func=_aggregate)
 
-    from workers.bench_aggregate import AggregateBenchSettings
+    from workers.bench.aggregate import AggregateBenchSettings
 
     p = bench.add_parser("aggregate", help="results/s of lrsa aggregate vs a bare kafka-python loop on the same "
                          "topic, and freshness (result produced -> aggregate visible) p50/p99 under load")
@@ -25,12 +25,12 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
 
 
 def _aggregate(args: argparse.Namespace) -> int:
-    from workers.aggregate import run_aggregate
+    from workers.aggregate.service import run_aggregate
 
     return run_aggregate(settings_from_args(AggregateSettings, args))
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from workers.bench_aggregate import AggregateBenchSettings, run_bench
+    from workers.bench.aggregate import AggregateBenchSettings, run_bench
 
     return run_bench(settings_from_args(AggregateBenchSettings, args), as_json=args.json)

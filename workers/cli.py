@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 from lrsa.settings import SettingsError, add_settings_flags, settings_from_args
-from workers import stage_settings  # noqa: F401 - the stage actors' settings classes: their env vars are known
+from workers.stages import settings as stage_settings  # noqa: F401 - the stage actors' settings classes: their env vars are known
 from workers.config import KafkaClientSettings, StackSettings, WorkerSettings
 
 
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     add_settings_flags(p, KafkaClientSettings)
     p.set_defaults(func=_produce)
 
-    from workers.consume import ConsumeSettings
+    from workers.devstack.consume import ConsumeSettings
 
     p = sub.add_parser("consume", help="print a topic's records: results, dead letters, aggregates, alerts",
                        description="Read TOPIC without a consumer group (commits nothing) and print one line per "
@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         add_settings_flags(a, StackSettings)
         a.set_defaults(func=_stack)
 
-    from workers.bench_pipeline import BenchSettings
+    from workers.bench.pipeline import BenchSettings
 
     p = bench.add_parser("pipeline", help="posts/s of the pipeline (stages off) vs a bare kafka-python loop")
     add_settings_flags(p, BenchSettings)
@@ -71,14 +71,14 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from workers.pipeline import run_worker
+    from workers.driver.pipeline import run_worker
 
     return run_worker(settings_from_args(WorkerSettings, args))
 
 
 def _produce(args: argparse.Namespace) -> int:
-    from workers.kafka_preflight import check_kafka
-    from workers.produce import read_lines, send_lines
+    from workers.kafka_clients.preflight import check_kafka
+    from workers.devstack.produce import read_lines, send_lines
 
     if not args.file.is_file():
         raise SettingsError(f"no file {args.file}: pass --file with a JSONL file of posts (one JSON object per "
@@ -91,13 +91,13 @@ def _produce(args: argparse.Namespace) -> int:
 
 
 def _consume(args: argparse.Namespace) -> int:
-    from workers.consume import ConsumeSettings, consume
+    from workers.devstack.consume import ConsumeSettings, consume
 
     return consume(settings_from_args(ConsumeSettings, args), args.topic)
 
 
 def _stack(args: argparse.Namespace) -> int:
-    from workers.kafka_stack import KafkaStack, create_topics
+    from workers.devstack.kafka_stack import KafkaStack, create_topics
 
     s = settings_from_args(StackSettings, args)
     if s.brokers > 1 or (s.kafka_dir / "cluster.json").exists():
@@ -122,9 +122,9 @@ def _stack(args: argparse.Namespace) -> int:
 
 
 def _cluster(action: str, s: StackSettings) -> int:
-    """`lrsa stack up|down|status` of a multi-broker cluster (workers/kafka_cluster.py)."""
-    from workers.kafka_cluster import KafkaCluster
-    from workers.kafka_stack import create_topics
+    """`lrsa stack up|down|status` of a multi-broker cluster (workers/devstack/kafka_cluster.py)."""
+    from workers.devstack.kafka_cluster import KafkaCluster
+    from workers.devstack.kafka_stack import create_topics
 
     cluster = KafkaCluster(s.kafka_dir, s.brokers, s.kafka_heap)
     if action == "up":
@@ -143,6 +143,6 @@ def _cluster(action: str, s: StackSettings) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from workers.bench_pipeline import BenchSettings, run_bench
+    from workers.bench.pipeline import BenchSettings, run_bench
 
     return run_bench(settings_from_args(BenchSettings, args), as_json=args.json)

@@ -12,10 +12,10 @@ from typing import ClassVar
 from pydantic import Field, model_validator
 
 from lrsa.settings import LrsaSettings
-from workers.kafka_security import KafkaSecurity
-from workers.autoscaler import AutoscaleSettings
-from workers.control_settings import ControlSettings
-from workers.stage_api import GateRole
+from workers.kafka_clients.security import KafkaSecurity
+from workers.driver.autoscaler import AutoscaleSettings
+from workers.driver.control_settings import ControlSettings
+from workers.stages.api import GateRole
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Kafka's own limit is per record batch; 16 MiB + headroom fits a 10 MB image as base64 (~14 MB).
@@ -97,7 +97,7 @@ class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
                                          "a pool that grows keeps its actors and reports it")
 
     rationale_enabled: bool = Field(False, description="run the rationale stage (off: posts pass through without rationale)")
-    rationale_processor: str = Field("workers.rationale_stage:RationaleProcessor",
+    rationale_processor: str = Field("workers.stages.rationale:RationaleProcessor",
                                      description="dotted path module:Class of the rationale StageProcessor")
     rationale_pool_min: int = Field(1, ge=1, description="rationale actors started")
     rationale_pool_max: int = Field(1, ge=1, description="rationale actors at most (grown while its slots stay busy)")
@@ -109,7 +109,7 @@ class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
                                          "re-score (lrsa/gate.py); none: every post gets a rationale")
 
     score_enabled: bool = Field(False, description="run the score stage (off: results carry no aspects)")
-    score_processor: str = Field("workers.scorer_stage:ScoreProcessor",
+    score_processor: str = Field("workers.stages.score:ScoreProcessor",
                                  description="dotted path module:Class of the score StageProcessor")
     score_pool_min: int = Field(1, ge=1, description="score actors started")
     score_pool_max: int = Field(1, ge=1, description="score actors at most (grown while its slots stay busy)")
@@ -125,7 +125,7 @@ class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
     rationale_resources: str = Field("", description="custom Ray resources per rationale actor, name=amount,... "
                                      "(e.g. llm_nodes=1): pins the pool to a node group")
     # Stage settings that matter in production as flags too. They share the env var of the stage
-    # setting they override (the driver reads both, workers/stage_settings.py); none: the stage's own.
+    # setting they override (the driver reads both, workers/stages/settings.py); none: the stage's own.
     scorer_url: str | None = Field(None, description="Triton gRPC address host:port of the score actors "
                                    "(overrides the scorer setting `url`)")
     scorer_checkpoint: Path | None = Field(None, description="checkpoint folder of the served model, for the "
@@ -249,4 +249,4 @@ class StackSettings(LrsaSettings):
     kafka_topics: str = Field("posts,results,posts.dlq", description="topics `stack up` creates, comma separated")
     brokers: int = Field(1, ge=1, le=9, description="KRaft nodes on loopback (each broker + controller); above 1: "
                          "a cluster in kafka_dir/node-N, topics replicated to 3 nodes (at most brokers) with "
-                         "min.insync.replicas a majority (workers/kafka_cluster.py); the size stays with the data dir")
+                         "min.insync.replicas a majority (workers/devstack/kafka_cluster.py); the size stays with the data dir")

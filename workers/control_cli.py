@@ -1,5 +1,5 @@
 """`lrsa status`, `lrsa scale STAGE=MIN[:MAX]`, `lrsa control pause|resume|drain`: clients of a running
-worker's control endpoint (workers/control.py); and `lrsa bench scaling`."""
+worker's control endpoint (workers/driver/control.py); and `lrsa bench scaling`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import urllib.request
 from typing import Any
 
 from lrsa.settings import add_settings_flags, settings_from_args
-from workers.control_settings import ControlClientSettings
+from workers.driver.control_settings import ControlClientSettings
 
 SCALE = re.compile(r"^(?P<stage>[A-Za-z0-9_.-]+)=(?P<min>\d+)?(?::(?P<max>\d+))?$")
 
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     add_settings_flags(p, ControlClientSettings)
     p.set_defaults(func=_control)
 
-    from workers.bench_scaling import ScalingBenchSettings
+    from workers.bench.scaling import ScalingBenchSettings
 
     p = bench.add_parser("scaling", help="posts/s of a slow stage with 1 and with 2 actors, and their ratio")
     add_settings_flags(p, ScalingBenchSettings)
@@ -157,6 +157,6 @@ def _control(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from workers.bench_scaling import ScalingBenchSettings, run_bench
+    from workers.bench.scaling import ScalingBenchSettings, run_bench
 
     return run_bench(settings_from_args(ScalingBenchSettings, args), as_json=args.json)

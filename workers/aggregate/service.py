@@ -22,8 +22,8 @@ from typing import Any
 
 from lrsa.aggregates import aggregate_record, event_time_ms, mentions_of, window_add, window_init
 from lrsa.shift import on_closed_window
-from workers.aggregate_config import AggregateSettings
-from workers.kafka_preflight import check_kafka
+from workers.aggregate.config import AggregateSettings
+from workers.kafka_clients.preflight import check_kafka
 
 log = logging.getLogger("lrsa.aggregate")
 INVALID = {"__invalid__": True}
@@ -78,7 +78,7 @@ def ensure_output_topics(s: AggregateSettings) -> None:
     aggregates topic that is not compacted is reported, not changed."""
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    from workers import kafka_io
+    from workers.kafka_clients import clients as kafka_io
 
     admin = kafka_io.admin(s, request_timeout_ms=30_000)  # with the security settings
     try:
@@ -110,7 +110,7 @@ class Aggregator:
         from quixstreams import Application
         from quixstreams.models.serializers.json import JSONDeserializer
 
-        from workers.kafka_security import quix_broker_address
+        from workers.kafka_clients.security import quix_broker_address
 
         self.s = s
         self.metrics = metrics or AggregateMetrics()

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from kafka import KafkaConsumer, KafkaProducer
 
 from workers.config import KafkaClientSettings
-from workers.kafka_security import KafkaAuthError
+from workers.kafka_clients.security import KafkaAuthError
 
 T = TypeVar("T")
 

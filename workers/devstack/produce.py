@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from workers import kafka_io
+from workers.kafka_clients import clients as kafka_io
 from workers.config import KafkaClientSettings
 
 

@@ -1,6 +1,6 @@
-"""The stage actor pools of the driver, sized by the autoscaler (workers/autoscaler.py).
+"""The stage actor pools of the driver, sized by the autoscaler (workers/driver/autoscaler.py).
 
-A new actor joins its pool only once it answered (workers/actor_start.py); one that is not placed
+A new actor joins its pool only once it answered (workers/stages/actor_start.py); one that is not placed
 or started within actor_start_timeout_s is dropped and reported, and the pool works on with what
 it has. A dead actor (Ray's restarts spent) leaves its pool and is replaced while the pool is below
 its min. An actor the pool scales down first leaves the ingest actors' lists (no new batch goes to
@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.actor_start import Liveness, Starting, await_started, check_placeable, poll_starting, start_watch
-from workers.autoscaler import Autoscaler, ScalingPolicy, StageLoad
+from workers.stages.actor_start import Liveness, Starting, await_started, check_placeable, poll_starting, start_watch
+from workers.driver.autoscaler import Autoscaler, ScalingPolicy, StageLoad
 from workers.config import WorkerSettings
 from workers.metrics import MetricsBuffer
 
@@ -42,14 +42,14 @@ def actor_key(actor) -> str:
 
 class Pools:
     def __init__(self, s: WorkerSettings) -> None:
-        from workers import stage_settings
-        from workers.stages import start_pool
+        from workers.stages import settings as stage_settings
+        from workers.stages.pool import start_pool
 
         self.specs = {name: (path, lo, hi, gpus, cpus) for name, path, lo, hi, gpus, cpus in s.stage_settings()}
         self.metrics_ports: dict[str, int] = {}  # actor key -> its own /metrics port (stage_metrics)
         self.metrics_host = s.metrics_host if s.stage_metrics else None
         self.gates = {name: s.stage_gate_role(name) for name in self.specs}  # each stage's part in the gate
-        # each processor's settings, built here and sent with every actor (workers/stage_settings.py)
+        # each processor's settings, built here and sent with every actor (workers/stages/settings.py)
         self.settings = {name: stage_settings.build(path, s) for name, (path, *_) in self.specs.items()}
         self.resources = {name: s.stage_resources(name) for name in self.specs}
         self.start_timeout_s = s.actor_start_timeout_s
@@ -77,7 +77,7 @@ class Pools:
         return self.autoscaler.bounds
 
     def _new_actor(self, name: str):
-        from workers.stages import new_actor
+        from workers.stages.pool import new_actor
 
         path, lo, hi, gpus, cpus = self.specs[name]
         return new_actor(name, path, cpus, gpus, self.metrics_host, self.gates[name], self.settings[name],

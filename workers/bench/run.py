@@ -26,7 +26,7 @@ S = TypeVar("S", bound=BaseSettings)
 def bench_stack(s: S, name: str) -> Iterator[tuple[S, Path]]:
     """(settings, work folder); with `s.embedded` a broker runs in the folder for the duration and
     the settings carry its address in `bootstrap_servers`."""
-    from workers.kafka_stack import KafkaStack
+    from workers.devstack.kafka_stack import KafkaStack
 
     logging.getLogger("kafka").setLevel(logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix=f"lrsa-bench-{name}-"))

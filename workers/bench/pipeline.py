@@ -52,7 +52,7 @@ def make_post(i: int, size: int, rng: random.Random) -> bytes:
 
 
 def fill(s: BenchSettings, topic: str, n: int) -> None:
-    from workers.produce import send_lines
+    from workers.devstack.produce import send_lines
 
     rng = random.Random(0)
     send_lines(s, topic, (make_post(i, s.post_bytes, rng) for i in range(n)), total=n)
@@ -65,7 +65,7 @@ def bare_loop(s: BenchSettings, in_topic: str, out_topic: str, n: int, out_bytes
     smaller than the post, so the pipeline writes fewer bytes than a forwarding loop."""
     from kafka.structs import OffsetAndMetadata
 
-    from workers import kafka_io
+    from workers.kafka_clients import clients as kafka_io
 
     consumer = kafka_io.consumer(s, in_topic, group_id=f"bare-{in_topic}-{out_bytes}", auto_offset_reset="earliest",
                                  max_poll_records=s.poll_max_records)
@@ -89,7 +89,7 @@ def bare_loop(s: BenchSettings, in_topic: str, out_topic: str, n: int, out_bytes
 
 
 def pipeline_run(s: BenchSettings, in_topic: str, out_topic: str, dlq: str, n: int) -> float:
-    from workers.pipeline import Pipeline
+    from workers.driver.pipeline import Pipeline
 
     ws = WorkerSettings(**{**s.model_dump(include=set(WorkerSettings.model_fields)),
                            "input_topic": in_topic, "output_topic": out_topic, "dlq_topic": dlq,
@@ -172,8 +172,8 @@ def measure_memory(s: BenchSettings, topics: dict[str, str], log_dir: Path) -> d
 
 
 def run_bench(s: BenchSettings, as_json: bool = False) -> int:
-    from workers.bench_run import bench_stack, print_figures
-    from workers.kafka_stack import create_topics
+    from workers.bench.run import bench_stack, print_figures
+    from workers.devstack.kafka_stack import create_topics
 
     with bench_stack(s, "pipeline") as (s, work):  # broker data, worker logs
         tag = os.urandom(3).hex()

@@ -49,7 +49,7 @@ class WorkItem:
     aspects: list[Aspect] | None = None
     # the score stage's certainty that a post without aspects has none (lrsa.gate.no_aspect_certainty)
     no_aspect_certainty: float | None = None
-    # the rationale gate's decision (workers/gate.py): None = no gate (every stage takes the post),
+    # the rationale gate's decision (workers/stages/gate.py): None = no gate (every stage takes the post),
     # False = certain from its text alone (the rationale and score stages pass it on untouched)
     rationale_wanted: bool | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -59,7 +59,7 @@ class WorkItem:
 
 
 class StageProcessor(Protocol):
-    """Implemented by workers.rationale_stage.RationaleProcessor and workers.scorer_stage.ScoreProcessor."""
+    """Implemented by workers.stages.rationale.RationaleProcessor and workers.stages.score.ScoreProcessor."""
 
     name: str
 

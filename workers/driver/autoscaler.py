@@ -21,7 +21,7 @@ After a change, and again at every tick until it took effect (the new actor join
 ended: `settled`), a stage's windows start afresh (the new size is judged on its own readings) and no further
 growth comes before `pool_up_cooldown_s`, no shrinking before `pool_down_cooldown_s`. A
 stage whose new actor is still starting, or whose removed actor is still draining, is left alone
-(`blocked`). The driver applies a decision (workers/pools.py, `Pools`); scaling down drains the
+(`blocked`). The driver applies a decision (workers/driver/pools.py, `Pools`); scaling down drains the
 actor before it ends, so no post is lost or doubled. Single-threaded: the driver's loop only.
 """
 

@@ -30,9 +30,9 @@ from kafka.structs import OffsetAndMetadata
 from lrsa.backoff import Backoff
 from lrsa.schemas import DeadLetter, DeadLetterReason, ErrorInfo, SourceRef
 from workers.metrics import MetricsBuffer
-from workers.offsets import OffsetTracker
-from workers.result_build import build_result
-from workers.stage_api import WorkItem
+from workers.ingest.offsets import OffsetTracker
+from workers.ingest.result_build import build_result
+from workers.stages.api import WorkItem
 
 log = logging.getLogger(__name__)
 

@@ -71,7 +71,7 @@ def _server_properties(data_dir: Path, port: int, controller_port: int, sasl_por
                        replication: int = 1, sasl_ssl_port: int | None = None,
                        tls_keystore_pem: Path | None = None, mtls_port: int | None = None,
                        tls_client_ca: Path | None = None) -> str:
-    """One KRaft node (broker + controller). A cluster (workers/kafka_cluster.py) gives each node its
+    """One KRaft node (broker + controller). A cluster (workers/devstack/kafka_cluster.py) gives each node its
     id, the quorum's voters and the replication its internal topics and new topics get."""
     props = {
         "process.roles": "broker,controller",

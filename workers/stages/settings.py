@@ -3,7 +3,7 @@
 Ray does not pass the driver's environment to actors on other nodes, so the driver builds each
 stage processor's settings itself (its env LRSA_SCORER_* / LRSA_RATIONALE_* plus the `lrsa run`
 flags that override them), resolves relative paths against its own working directory, and hands
-the values to every actor of the pool as a constructor argument (workers/stages.py). An actor
+the values to every actor of the pool as a constructor argument (workers/stages/pool.py). An actor
 rebuilds them with `restore`, which reads nothing from its own environment.
 
 A processor takes settings when its class names a settings class (`settings_class`) and accepts
@@ -21,7 +21,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lrsa.rationale.config import RationaleSettings
-from workers.scorer_stage import ScorerSettings
+from workers.stages.score import ScorerSettings
 
 
 class RationaleStageSettings(RationaleSettings):
@@ -35,8 +35,8 @@ class RationaleStageSettings(RationaleSettings):
 
 # processor path -> its settings class, for the processors whose module is heavy to import
 BUILT_IN: dict[str, type[BaseSettings]] = {
-    "workers.rationale_stage:RationaleProcessor": RationaleStageSettings,
-    "workers.scorer_stage:ScoreProcessor": ScorerSettings,
+    "workers.stages.rationale:RationaleProcessor": RationaleStageSettings,
+    "workers.stages.score:ScoreProcessor": ScorerSettings,
 }
 # WorkerSettings field (an `lrsa run` flag) -> the stage settings field it overrides
 FLAG_OVERRIDES: dict[type[BaseSettings], dict[str, str]] = {

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from lrsa.ports import free_ports
-from workers.kafka_stack import KafkaStack
+from workers.devstack.kafka_stack import KafkaStack
 
 
 class KafkaCluster:

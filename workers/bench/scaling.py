@@ -20,9 +20,9 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from lrsa.settings import LrsaSettings
-from workers.bench_pipeline import BenchSettings, fill, posts_per_s
+from workers.bench.pipeline import BenchSettings, fill, posts_per_s
 from workers.config import WorkerSettings
-from workers.stage_api import WorkItem
+from workers.stages.api import WorkItem
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +69,14 @@ class ScalingBenchSettings(BenchSettings):
 def run_once(s: ScalingBenchSettings, actors: int, topics: dict[str, str]) -> dict[str, Any]:
     import ray
 
-    from workers.pipeline import Pipeline
+    from workers.driver.pipeline import Pipeline
 
     os.environ["LRSA_BENCH_STAGE_DELAY_S"] = str(s.stage_delay_ms / 1000)  # read by the driver, sent to the actors
     ws = WorkerSettings(**{**s.model_dump(include=set(WorkerSettings.model_fields)),
                            "input_topic": topics["in"], "output_topic": topics["out"], "dlq_topic": topics["dlq"],
                            "group_id": f"scaling-{topics['in']}", "exit_when_idle": 2.0, "metrics_port": 0,
                            "control_port": None, "stage_metrics": False,
-                           "rationale_enabled": True, "rationale_processor": "workers.bench_scaling:SlowStage",
+                           "rationale_enabled": True, "rationale_processor": "workers.bench.scaling:SlowStage",
                            "rationale_pool_min": actors, "rationale_pool_max": actors, "rationale_num_cpus": 0.5,
                            "score_enabled": False})
     p = Pipeline(ws)
@@ -117,9 +117,9 @@ def output_ids(s: ScalingBenchSettings, topic: str) -> Counter:
 def run_bench(s: ScalingBenchSettings, as_json: bool = False) -> int:
     import ray
 
-    from workers.bench_run import bench_stack, print_figures
-    from workers.kafka_stack import create_topics
-    from workers.pipeline import init_ray
+    from workers.bench.run import bench_stack, print_figures
+    from workers.devstack.kafka_stack import create_topics
+    from workers.driver.pipeline import init_ray
 
     with bench_stack(s, "scaling") as (s, _):
         init_ray(WorkerSettings(ray_num_cpus=s.ray_num_cpus, ray_address=s.ray_address))

@@ -27,8 +27,8 @@ from pydantic_settings import SettingsConfigDict
 from lrsa.offline_models import DEFAULT_MODEL
 from lrsa.settings import LrsaSettings
 from lrsa.backoff import Backoff
-from workers.circuit import CircuitBreaker, CircuitState, call_with_retries
-from workers.stage_api import NonRetryable, TransientError, WorkItem
+from workers.stages.circuit import CircuitBreaker, CircuitState, call_with_retries
+from workers.stages.api import NonRetryable, TransientError, WorkItem
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ class ScorerError(NonRetryable, RuntimeError):
 
 
 class ScoreProcessor:
-    """workers.stage_api.StageProcessor that scores posts with the Triton-hosted fused SLM."""
+    """workers.stages.api.StageProcessor that scores posts with the Triton-hosted fused SLM."""
 
     name = "score"
     settings_class = ScorerSettings

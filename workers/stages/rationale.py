@@ -1,11 +1,11 @@
 """Rationale stage: one RationaleEngine per Ray actor of the pipeline's rationale pool.
 
-The pipeline (workers.stages) builds `RationaleProcessor()` inside each actor; the ingest actor's
-batch scheduler (workers/batch_scheduler.py) forms the batches (max size `batch_size`, max wait
+The pipeline (workers.stages.pool) builds `RationaleProcessor()` inside each actor; the ingest actor's
+batch scheduler (workers/ingest/batch_scheduler.py) forms the batches (max size `batch_size`, max wait
 `batch_max_wait_ms`) and sends each to the least busy actor; the driver asks Ray for
 `rationale_num_gpus` GPUs per actor (fractions allowed; none on CPU machines). Settings
 (RationaleStageSettings, env LRSA_RATIONALE_<FIELD>) are read by the driver and travel with the
-actors (workers/stage_settings.py). Metrics are prometheus_client series of the actor's process;
+actors (workers/stages/settings.py). Metrics are prometheus_client series of the actor's process;
 with `metrics_port` set, each actor serves them itself (actors live in their own processes).
 """
 
@@ -18,8 +18,8 @@ import time
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from lrsa.rationale.engine import RationaleEngine, RationaleRequest
-from workers.stage_api import NonRetryable, WorkItem
-from workers.stage_settings import RationaleStageSettings  # settings travel with the actors
+from workers.stages.api import NonRetryable, WorkItem
+from workers.stages.settings import RationaleStageSettings  # settings travel with the actors
 
 log = logging.getLogger(__name__)
 

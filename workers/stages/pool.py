@@ -15,16 +15,16 @@ import threading
 import time
 from typing import Any
 
-from workers import gate as gating
-from workers.stage_api import GateRole, NonRetryable, StageProcessor, TransientError, WorkItem
+from workers.stages import gate as gating
+from workers.stages.api import GateRole, NonRetryable, StageProcessor, TransientError, WorkItem
 
 log = logging.getLogger(__name__)
 
 
 def load_processor(path: str, settings: dict[str, Any] | None = None) -> StageProcessor:
     """'package.module:Class' (or 'package.module.Class') -> an instance, built with the settings
-    the driver sent (workers/stage_settings.py) or, when none were, with no arguments."""
-    from workers import stage_settings
+    the driver sent (workers/stages/settings.py) or, when none were, with no arguments."""
+    from workers.stages import settings as stage_settings
 
     cls = stage_settings.import_path(path)
     if settings is None:
@@ -39,7 +39,7 @@ class StageWorker:
                  gate: GateRole | None = None, settings: dict[str, Any] | None = None) -> None:
         logging.basicConfig(level=logging.INFO)
         self.stage = stage
-        self.gate = gate or GateRole()  # its part in the rationale gate, if any (workers/gate.py)
+        self.gate = gate or GateRole()  # its part in the rationale gate, if any (workers/stages/gate.py)
         self.processor = load_processor(processor_path, settings)
         self._versions = self.processor.versions()
         self.port = None
@@ -108,7 +108,7 @@ def actor_options(num_cpus: float, num_gpus: float, resources: dict[str, float] 
 def new_actor(stage: str, processor_path: str, num_cpus: float, num_gpus: float, metrics_host: str | None = None,
               gate: GateRole | None = None, settings: dict[str, Any] | None = None,
               resources: dict[str, float] | None = None):
-    """One stage actor; `settings` (workers/stage_settings.py) travel with it as an argument."""
+    """One stage actor; `settings` (workers/stages/settings.py) travel with it as an argument."""
     import ray
 
     return ray.remote(StageWorker).options(**actor_options(num_cpus, num_gpus, resources)).remote(

@@ -10,7 +10,7 @@ from lrsa.entities import EntityNormaliser
 from lrsa.event_time import event_time
 from lrsa.schemas import Result
 from workers.config import WorkerSettings
-from workers.stage_api import WorkItem
+from workers.stages.api import WorkItem
 
 
 @lru_cache(maxsize=4)

@@ -17,7 +17,7 @@ from typing import Any
 from lrsa.kafka_security import KafkaAuthError
 from lrsa.ports import KafkaUnreachableError, wait_reachable
 from lrsa.settings import SettingsError
-from workers import kafka_io
+from workers.kafka_clients import clients as kafka_io
 
 __all__ = ["KafkaUnreachableError", "TopicMissingError", "check_kafka", "wait_reachable"]
 

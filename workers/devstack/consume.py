@@ -15,9 +15,9 @@ from typing import Any, TextIO
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
-from workers import kafka_io
+from workers.kafka_clients import clients as kafka_io
 from workers.config import KafkaClientSettings
-from workers.kafka_preflight import check_kafka
+from workers.kafka_clients.preflight import check_kafka
 
 
 class ConsumeSettings(KafkaClientSettings):

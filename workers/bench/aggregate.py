@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import Field
 
 from lrsa.aggregates import iso_ms, parse_time_ms
-from workers.aggregate_config import AggregateSettings
+from workers.aggregate.config import AggregateSettings
 
 log = logging.getLogger(__name__)
 SENTIMENTS = ("positive", "neutral", "negative")
@@ -90,7 +90,7 @@ def bare_loop(bootstrap: str, topic: str, n: int, options: dict[str, Any] | None
 
 
 def aggregator_run(s: AggregateSettings, n: int) -> float:
-    from workers.aggregate import AggregateMetrics, Aggregator, ensure_output_topics
+    from workers.aggregate.service import AggregateMetrics, Aggregator, ensure_output_topics
 
     ensure_output_topics(s)
     metrics = AggregateMetrics()
@@ -122,7 +122,7 @@ def aggregator_run(s: AggregateSettings, n: int) -> float:
 def freshness_run(s: AggregateSettings, rate: float, duration_s: float, entities: int) -> dict[str, Any]:
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    from workers.aggregate import ensure_output_topics
+    from workers.aggregate.service import ensure_output_topics
 
     ensure_output_topics(s)
     # the aggregator as its own process, like in production: the load generator here must not
@@ -227,8 +227,8 @@ def freshness_run(s: AggregateSettings, rate: float, duration_s: float, entities
 
 
 def run_bench(s: AggregateBenchSettings, as_json: bool = False) -> int:
-    from workers.bench_run import bench_stack, print_figures
-    from workers.kafka_stack import create_topics
+    from workers.bench.run import bench_stack, print_figures
+    from workers.devstack.kafka_stack import create_topics
 
     with bench_stack(s, "aggregate") as (s, work):
         tag = os.urandom(3).hex()

@@ -20,7 +20,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 from lrsa.gate import post_certainty, sends
-from workers.stage_api import GateRole, WorkItem
+from workers.stages.api import GateRole, WorkItem
 
 PRESCORE = "prescore"  # the timing key a deciding stage's work is kept under
 

@@ -8,11 +8,11 @@ became of each post through two callbacks, `emit(item)` (every stage done) and
 `dead_letter(item, stage, kind, message)` (a post that fails alone), and never touches Kafka.
 
 The stages are objects with `stage` (its name), `submit(items) -> (ref, actor)` ((None, -1) while
-the pool has no actor) and `release(actor)`: `workers.stages.PoolClient` in the actor, plain fakes
+the pool has no actor) and `release(actor)`: `workers.stages.pool.PoolClient` in the actor, plain fakes
 in tests. What a ref is, is the caller's business: `ready(refs)` answers which of the given refs
 have finished (without waiting) and `result(ref)` gives a finished call's `(kind, payload)`: "ok"
 with the items, or a failure kind ("transient", "down", "nonretryable", "error", "actor_died")
-with a message (workers/stages.py). The ingest actor passes `ray.wait`/`ray.get` wrappers.
+with a message (workers/stages/pool.py). The ingest actor passes `ray.wait`/`ray.get` wrappers.
 
 Thread rules: single-threaded. Every method is called by the one thread that drives it (the
 ingest actor's loop thread, or the consumer's IO thread while the loop thread is parked inside
@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from lrsa.backoff import Backoff
 from workers.metrics import MetricsBuffer
-from workers.stage_api import WorkItem
+from workers.stages.api import WorkItem
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ Only small things come back to it (stage answers); a Kafka commit is made by the
 the partition, here, and only for offsets whose outputs the broker has acknowledged.
 
 Three pieces: this module is the thin Kafka adapter (the consumer, the poll loop, the rebalance
-listener, lag, status); `workers.batch_scheduler.BatchScheduler` (Kafka- and Ray-free) turns valid
+listener, lag, status); `workers.ingest.batch_scheduler.BatchScheduler` (Kafka- and Ray-free) turns valid
 posts into batches, runs them through the stages, retries, bisects and gives the backpressure
-signal; `workers.output_committer.OutputCommitter` sends, settles acks, marks offsets done and
+signal; `workers.ingest.output_committer.OutputCommitter` sends, settles acks, marks offsets done and
 commits (plainly or in a transaction). The adapter wires the scheduler's `emit`/`dead_letter`
 callbacks to the committer and gives it the Ray calls (`ray.wait`, `ray.get`) as plain functions.
 
@@ -37,7 +37,7 @@ blocking loop of its own) and reported; the stop path (drain, flush, commit, clo
 `stop_grace_s` whatever is still failing, leaving the unfinished offsets uncommitted. The one
 exception is kafka-python's transactional calls (`init_transactions`, `commit_transaction`,
 `send_offsets_to_transaction`), which take no timeout: the driver's stall watchdog
-(`--ingest-stall-s`, workers/pipeline.py) ends and replaces an actor whose loop stops ticking.
+(`--ingest-stall-s`, workers/driver/pipeline.py) ends and replaces an actor whose loop stops ticking.
 """
 
 from __future__ import annotations
@@ -53,15 +53,15 @@ from kafka import AsyncConsumerRebalanceListener, TopicPartition
 
 from lrsa.schemas import ErrorInfo, SourceRef
 from lrsa.validation import BadPost, Limits, parse_post
-from workers import kafka_io
-from workers.batch_scheduler import BatchScheduler
+from workers.kafka_clients import clients as kafka_io
+from workers.ingest.batch_scheduler import BatchScheduler
 from workers.config import WorkerSettings
-from workers.member_id import transactional_id
+from workers.ingest.member_id import transactional_id
 from workers.metrics import MetricsBuffer
-from workers.offsets import OffsetTracker
-from workers.output_committer import OutputCommitter
-from workers.stage_api import WorkItem
-from workers.stages import PoolClient
+from workers.ingest.offsets import OffsetTracker
+from workers.ingest.output_committer import OutputCommitter
+from workers.stages.api import WorkItem
+from workers.stages.pool import PoolClient
 
 log = logging.getLogger(__name__)
 
