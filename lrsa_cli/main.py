@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "lrsa_cli.models_cli",       # models list|fetch (named offline models)
     "lrsa.rationale.cli",        # bench rationale
     "workers.cli",               # run, produce, stack, bench pipeline
+    "lrsa_cli.run_serve",        # run --serve (a local tritonserver for the worker)
     "lrsa_cli.scorer_cli",       # bench scorer (uses workers and serving)
     "workers.control_cli",       # status, scale, control, bench scaling
     "workers.aggregate_cli",     # aggregate, bench aggregate

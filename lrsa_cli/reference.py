@@ -15,7 +15,7 @@ from lrsa.settings import DEFAULT_DATA_DIR, env_name
 # are built inside Ray actors, away from the command line.
 ENV_ONLY = "env only"
 SETTINGS = [
-    ("`lrsa run` (the worker)", "workers.config:WorkerSettings"),
+    ("`lrsa run` (the worker; `--serve`, a flag only, starts a local tritonserver for the score stage)", "workers.config:WorkerSettings"),
     ("`lrsa stack` (embedded Kafka)", "workers.config:StackSettings"),
     ("`lrsa produce --file FILE --topic TOPIC` (the two flags have no env var)", "workers.config:KafkaClientSettings"),
     ("`lrsa consume TOPIC` (read a topic)", "workers.devstack.consume:ConsumeSettings"),

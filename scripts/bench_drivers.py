@@ -62,7 +62,8 @@ def run(bootstrap: str, drivers: int, posts: int, delay_s: float, workdir: Path)
     cmd = [sys.executable, "-m", "lrsa_cli.main", "run", "--bootstrap-servers", bootstrap, "--input-topic",
            topics["in"], "--output-topic", topics["out"], "--dlq-topic", topics["dlq"], "--group-id", tag,
            "--metrics-port", "0", "--ray-num-cpus", "2", "--session-timeout-ms", "8000", "--exit-when-idle", "4",
-           "--rationale-enabled", "--rationale-processor", "stage_doubles:EchoProcessor", "--batch-size", "50"]
+           "--rationale-enabled", "--rationale-processor", "stage_doubles:EchoProcessor", "--batch-size", "50",
+           "--no-score-enabled"]
     procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=open(workdir / f"{tag}-{i}.log", "wb"),
                               stderr=subprocess.STDOUT) for i in range(drivers)]
     for p in procs:

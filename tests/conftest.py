@@ -7,6 +7,12 @@ import sys
 
 import pytest
 
+# `lrsa run` scores by default (the score stage on, Triton at --scorer-url). The suite's plumbing
+# tests (Kafka, Ray, offsets, faults) run the worker as pass-through unless they turn a stage on:
+# they state it once here, for this process and every `lrsa run` it starts. The tests of the
+# default itself clear it (test_cli_flags, test_run_serve).
+os.environ.setdefault("LRSA_SCORE_ENABLED", "false")
+
 pytest_plugins = [
     "fixtures_data",
     "fixtures_kafka",

@@ -155,3 +155,15 @@ def test_run_help_groups_its_options_connection_first(capsys):
     assert out.index("--bootstrap-servers") < out.index("--kafka-security-protocol") < out.index("--score-enabled")
     assert out.splitlines()[0].startswith("usage: lrsa run [--bootstrap-servers") and len(out.splitlines()[0]) < 100
     assert "other options" not in titles
+    assert out.index("--score-enabled") < out.index("--serve ") < out.index("--exactly-once")  # with the stages
+
+
+def test_run_scores_by_default(monkeypatch):
+    """Without flags or env, `lrsa run` runs the score stage (the suite's conftest turns it off
+    for the plumbing tests; a user's environment does not)."""
+    from workers.config import WorkerSettings
+
+    monkeypatch.delenv("LRSA_SCORE_ENABLED", raising=False)
+    s = settings_from_args(WorkerSettings, PARSER.parse_args(["run"]))
+    assert [name for name, *_ in s.stage_settings()] == ["score"]
+    assert PARSER.parse_args(["run", "--serve"]).serve is True

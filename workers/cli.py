@@ -18,17 +18,19 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         "run", help="the streaming worker: Kafka -> Ray stages -> Kafka (at-least-once)",
         usage="lrsa run [--bootstrap-servers HOST:PORT] [--input-topic T] [--output-topic T] [OPTIONS]",
         description=textwrap.fill(
-            "The streaming worker: ingest actors (a Kafka consumer group) read posts, the stage pools (rationale "
-            "LLM, fused-SLM scorer on tritonserver) work on them in batches, results go to the output topic and "
-            "bad posts to the dead-letter topic; an offset is committed only after its result or dead letter is "
+            "The streaming worker: ingest actors (a Kafka consumer group) read posts, the stage pools (the "
+            "fused-SLM scorer on tritonserver, on by default; the rationale LLM) work on them in batches, "
+            "results go to the output topic and bad posts to the dead-letter topic; an offset is committed only after its result or dead letter is "
             "acknowledged. Every option is also an environment variable (docs/configuration.md); a flag wins.", 78),
         epilog="examples:\n"
-               "  # score posts with a local tritonserver (`lrsa serve`) and the rationale LLM behind the gate\n"
-               "  LRSA_SCORER_URL=127.0.0.1:8001 lrsa run --score-enabled --rationale-enabled --rationale-gate 0.5\n"
+               "  # score posts with the shipped model: a local tritonserver started for the worker\n"
+               "  lrsa run --serve\n"
+               "  # a tritonserver of your own (`lrsa serve`), the rationale LLM behind the gate\n"
+               "  lrsa run --scorer-url 127.0.0.1:8001 --rationale-enabled --rationale-gate 0.5\n"
                "  # exactly-once output, two ingest actors, metrics targets for Prometheus\n"
-               "  lrsa run --score-enabled --exactly-once --ingest-actors 2 --metrics-sd-file lrsa-targets.json\n"
-               "  # a test run that ends once the input is drained\n"
-               "  lrsa run --input-topic posts --output-topic results --exit-when-idle 5",
+               "  lrsa run --serve --exactly-once --ingest-actors 2 --metrics-sd-file lrsa-targets.json\n"
+               "  # pass-through (no scoring), ending once the input is drained\n"
+               "  lrsa run --no-score-enabled --input-topic posts --exit-when-idle 5",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_settings_flags(p, WorkerSettings)
     p.set_defaults(func=_run)

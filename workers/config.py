@@ -108,7 +108,9 @@ class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
                                          "posts whose certainty is below this to the rationale stage and a "
                                          "re-score (lrsa/gate.py); none: every post gets a rationale")
 
-    score_enabled: bool = Field(False, description="run the score stage (off: results carry no aspects)")
+    score_enabled: bool = Field(True, description="run the score stage: the fused SLM on tritonserver at "
+                                "--scorer-url (start one with `lrsa serve`, or `lrsa run --serve`); "
+                                "--no-score-enabled: pass-through, results carry no aspects")
     score_processor: str = Field("workers.stages.score:ScoreProcessor",
                                  description="dotted path module:Class of the score StageProcessor")
     score_pool_min: int = Field(1, ge=1, description="score actors started")

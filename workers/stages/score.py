@@ -269,7 +269,9 @@ class ScoreProcessor:
                 self.close()
                 raise ConnectionError(
                     f"Triton at LRSA_SCORER_URL={s.url!r} is not reachable, or model {s.model_name!r} is not ready "
-                    f"there, after {s.startup_timeout_s:g}s (LRSA_SCORER_STARTUP_TIMEOUT_S)")
+                    f"there, after {s.startup_timeout_s:g}s (LRSA_SCORER_STARTUP_TIMEOUT_S): start one with "
+                    f"`lrsa serve` (or let `lrsa run --serve` start it), point --scorer-url at yours, or run "
+                    f"without scoring: --no-score-enabled")
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
     def process(self, items: list[WorkItem]) -> list[WorkItem]:
