@@ -20,6 +20,21 @@ pytest_plugins = [
 ]
 
 
+# ---- tiers ---------------------------------------------------------------------------------------
+# The fast tier for the inner loop, `pytest -m "not slow"` (docs/testing.md): what needs no broker,
+# tritonserver, Ray or data set. A test is slow when it is marked so, carries one of those marks,
+# or takes one of those fixtures; .ci/run runs every tier.
+NEEDS_A_SERVICE = {"kafka", "triton", "ray", "data"}
+SERVICE_FIXTURES = {"kafka_stack", "kafka_bootstrap", "kafka_topic", "triton_server", "start_triton", "data_dir"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        marks = {m.name for m in item.iter_markers()}
+        if "slow" not in marks and (marks & NEEDS_A_SERVICE or SERVICE_FIXTURES & set(item.fixturenames)):
+            item.add_marker(pytest.mark.slow)
+
+
 # ---- exit ----------------------------------------------------------------------------------------
 # Ray started in this process (test_rebalance, test_rationale_stage) can crash the interpreter's
 # final clean-up after ray.shutdown() (SIGSEGV, exit 139, seen once in a full run here after

@@ -95,6 +95,8 @@ class Pools:
     def _note_port(self, starting) -> None:
         import ray
 
+        if starting.ref is None:  # no start call to read a port from (and no Ray call to make)
+            return
         try:  # answered already (poll_starting saw it ready): no wait
             port = ray.get(starting.ref, timeout=1)
         except Exception:  # noqa: BLE001 - a port we cannot read only leaves the actor unscraped
