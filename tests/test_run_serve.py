@@ -34,7 +34,7 @@ def test_run_serve_scores_every_post_with_its_own_tritonserver(kafka_bootstrap, 
     assert code == 0, text[-3000:]
     assert "tritonserver ready: grpc 127.0.0.1:" in text
     results = [json.loads(r.value) for r in read_all(kafka_bootstrap, topics["out"])]
-    assert {r["id"] for r in results} == data.good_ids
+    assert {r["post_id"] for r in results} == data.good_ids and len(results) == len(data.good_ids)
     assert all(r["scored"] is True for r in results)
     assert tritonservers() <= before  # the worker's own server stopped with it
 
