@@ -21,7 +21,7 @@ pytest_plugins = [
 
 
 # ---- tiers ---------------------------------------------------------------------------------------
-# The fast tier for the inner loop, `pytest -m "not slow"` (docs/testing.md): what needs no broker,
+# The fast tier for the inner loop, `pytest -m "not slow"` (README, "Tests"): what needs no broker,
 # tritonserver, Ray or data set. A test is slow when it is marked so, carries one of those marks,
 # or takes one of those fixtures; .ci/run runs every tier.
 NEEDS_A_SERVICE = {"kafka", "triton", "ray", "data"}
