@@ -51,7 +51,7 @@ def test_two_drivers_in_one_group(kafka_bootstrap, kafka_topic, tmp_path, mode) 
     for text in texts:
         assert "Fenced" not in text and "fenced" not in text
     # the driver's own line: the actor's "stopped after" can be cut off by the driver's shutdown
-    consumed = [sum(int(n) for n in re.findall(r"workers.driver.pipeline: ingest \d+ finished after (\d+) posts", t))
+    consumed = [sum(int(n) for n in re.findall(r"workers.driver.ingest_fleet: ingest \d+ finished after (\d+) posts", t))
                 for t in texts]
     assert all(n > 0 for n in consumed), f"one driver consumed nothing: {consumed}"
     if eos:
