@@ -85,6 +85,7 @@ def start_prometheus(tmp_path):
         server.stop()
 
 
+@pytest.mark.slow  # a Prometheus server process scraping and evaluating the rules
 def test_prometheus_scrapes_worker_metrics_and_evaluates_the_rules(start_prometheus) -> None:
     driver, buf = DriverMetrics(), MetricsBuffer()
     buf.inc("lrsa_posts_consumed_total", 5, topic="posts")

@@ -130,6 +130,7 @@ def score(predictor, posts: list[dict]) -> list[dict]:
             for p, found in zip(posts, aspects)]
 
 
+@pytest.mark.slow  # the shipped model over 360 brand posts, in process
 def test_brand_view_flags_the_planted_delta_shift(predictor) -> None:
     from lrsa_cli.brand_table import entity_table
 

@@ -51,6 +51,7 @@ def test_flags_override_env_and_paths_become_absolute(tmp_path, monkeypatch) -> 
         WorkerSettings(score_resources="node_group")
 
 
+@pytest.mark.ray
 def test_actor_on_a_clean_node_gets_the_drivers_settings(tmp_path, monkeypatch) -> None:
     import os
     import subprocess
