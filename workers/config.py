@@ -11,13 +11,13 @@ from typing import ClassVar
 
 from pydantic import Field, model_validator
 
+from lrsa.paths import state_dir
 from lrsa.settings import LrsaSettings
 from workers.kafka_clients.security import KafkaSecurity
 from workers.driver.autoscaler import AutoscaleSettings
 from workers.driver.control_settings import ControlSettings
 from workers.stages.api import GateRole
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # Kafka's own limit is per record batch; 16 MiB + headroom fits a 10 MB image as base64 (~14 MB).
 MAX_MESSAGE_BYTES = 20 * 1024 * 1024
 
@@ -243,7 +243,8 @@ def parse_resources(text: str) -> dict[str, float]:
 class StackSettings(LrsaSettings):
     """`lrsa stack`: the embedded single-node Kafka (KRaft) on loopback."""
 
-    kafka_dir: Path = Field(REPO_ROOT / ".cache" / "kafka", description="data dir of the embedded broker (logs, state)")
+    kafka_dir: Path = Field(default_factory=lambda: state_dir() / "kafka",
+                            description="data dir of the embedded broker (logs, state)")
     kafka_port: int | None = Field(None, ge=0, description="broker port on 127.0.0.1 (none: the data dir's, else 9092; 0: a free one)")
     kafka_controller_port: int = Field(0, ge=0, description="KRaft controller port (0: pick a free one)")
     kafka_heap: str = Field("512m", description="JVM max heap of the broker")

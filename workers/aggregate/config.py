@@ -9,7 +9,8 @@ from pydantic_settings import SettingsConfigDict
 
 from lrsa.aggregates import parse_windows
 from lrsa.shift import ShiftParams
-from workers.config import REPO_ROOT, KafkaClientSettings
+from lrsa.paths import state_dir
+from workers.config import KafkaClientSettings
 
 
 class AggregateSettings(KafkaClientSettings):
@@ -31,7 +32,7 @@ class AggregateSettings(KafkaClientSettings):
     allowed_lateness_s: float = Field(60.0, ge=0, description="how long after a window's end (event time, against "
                                       "the entity's latest event) a late mention still updates it; later ones are "
                                       "counted in lrsa_aggregate_late_mentions_total and logged")
-    state_dir: Path = Field(REPO_ROOT / ".cache" / "aggregate-state",
+    state_dir: Path = Field(default_factory=lambda: state_dir() / "aggregate-state",
                             description="local RocksDB window state (rebuilt from the changelog topics if lost)")
     exactly_once: bool = Field(True, description="Kafka transactions: outputs, changelogs and offsets commit "
                                "together, so a crash neither loses nor double-counts a mention")

@@ -12,6 +12,7 @@ import base64
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -21,22 +22,37 @@ from pathlib import Path
 
 from lrsa.ports import free_ports
 from lrsa.kafka_security import KafkaSecurity
-from workers.config import MAX_MESSAGE_BYTES, REPO_ROOT
+from lrsa.paths import is_checkout, resource, state_dir
+from workers.config import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
-KAFKA_DEPLOY = REPO_ROOT / "deploy" / "kafka"
-LIB_DIR = KAFKA_DEPLOY / "target" / "lib"
+KAFKA_DEPLOY = resource("deploy/kafka")
 LOG4J_CONFIG = KAFKA_DEPLOY / "log4j2.properties"
 
 
-def ensure_jars(lib_dir: Path = LIB_DIR) -> Path:
+def _build_dir() -> Path:
+    """Where Maven runs the committed pom: beside it in a checkout; in an installed wheel (whose
+    files are read-only) a copy of the pom in the state dir."""
+    return KAFKA_DEPLOY if is_checkout() else state_dir() / "kafka-build"
+
+
+def lib_dir() -> Path:
+    return _build_dir() / "target" / "lib"
+
+
+def ensure_jars(lib: Path | None = None) -> Path:
     """Fetch the broker jars with Maven on first use; later calls reuse them."""
-    if not list(lib_dir.glob("kafka_2.13-*.jar")):
-        log.info("fetching the Kafka jars from Maven Central into %s (first start only)", lib_dir)
-        subprocess.run(["mvn", "-q", "-B", "-f", str(KAFKA_DEPLOY / "pom.xml"),
+    lib = lib or lib_dir()
+    if not list(lib.glob("kafka_2.13-*.jar")):
+        build = _build_dir()
+        if build != KAFKA_DEPLOY:
+            build.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(KAFKA_DEPLOY / "pom.xml", build / "pom.xml")
+        log.info("fetching the Kafka jars from Maven Central into %s (first start only)", lib)
+        subprocess.run(["mvn", "-q", "-B", "-f", str(build / "pom.xml"),
                         "dependency:copy-dependencies"], check=True)
-    return lib_dir
+    return lib
 
 
 @dataclass
