@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -53,12 +54,18 @@ def test_wheel_carries_the_resources_and_runs_outside_the_tree(tmp_path):
     model verifies, the samples and the Kafka pom are found under share/, state goes to
     $XDG_CACHE_HOME/lrsa."""
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(wheels), str(REPO)], check=True, timeout=300,
-                   env={**os.environ, "PIP_NO_INDEX": "1"})
+    had_build = (REPO / "build").exists()
+    try:
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                        "-w", str(wheels), str(REPO)], check=True, timeout=300,
+                       env={**os.environ, "PIP_NO_INDEX": "1"})
+    finally:
+        if not had_build:  # setuptools builds in the tree; leave the checkout as it was
+            shutil.rmtree(REPO / "build", ignore_errors=True)
     wheel = next(wheels.glob("lrsa_stream-*.whl"))
     prefix = tmp_path / "prefix"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+    # --ignore-installed: without it pip first uninstalls the checkout's own (editable) install
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--ignore-installed",
                     "--prefix", str(prefix), str(wheel)], check=True, timeout=300)
     site = Path(sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)}))
     probe = """
