@@ -117,6 +117,23 @@ def test_dockerfiles_pin_their_bases() -> None:
     assert "nvcr.io/nvidia/tritonserver:" in triton and "render_repository" in triton
 
 
+def test_worker_image_installs_the_wheel_with_its_data_files() -> None:
+    """The image installs the built wheel, not an editable checkout (issue 30 item 6), and its
+    wheel stage copies every source of pyproject's data files, so the wheel carries them."""
+    import tomllib
+
+    worker = (DEPLOY / "docker" / "worker.Dockerfile").read_text()
+    assert "pip wheel" in worker and "lrsa_stream-*.whl" in worker
+    assert " -e " not in worker and "--editable" not in worker
+    wheel_stage = worker.split("FROM ${BASE} AS wheel", 1)[1].split("\nFROM ", 1)[0]
+    copied = " ".join(line for line in wheel_stage.splitlines() if line.startswith("COPY"))
+    pyproject = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())
+    for sources in pyproject["tool"]["setuptools"]["data-files"].values():
+        for source in sources:
+            top = source.split("/*")[0] if "*" in source else source
+            assert any(part in copied for part in (top, top.split("/")[0] + " ")), source
+
+
 CRD_GROUPS = ("ray.io/", "kafka.strimzi.io/", "monitoring.coreos.com/")
 
 
