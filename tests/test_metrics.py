@@ -34,7 +34,7 @@ def test_buffer_drains_into_driver_metrics() -> None:
     buf, driver = MetricsBuffer(), DriverMetrics()
     buf.inc("lrsa_posts_dead_lettered_total", 2, reason="empty_text")
     buf.observe("lrsa_stage_latency_seconds", 0.02, stage="score")
-    buf.set("lrsa_consumer_lag", 7, topic="posts", partition=0)
+    buf.set("lrsa_consumer_lag_messages", 7, topic="posts", partition=0)
     driver.apply(buf.drain())
     buf.inc("lrsa_posts_dead_lettered_total", 1, reason="empty_text")
     driver.apply(buf.drain())
@@ -45,26 +45,26 @@ def test_buffer_drains_into_driver_metrics() -> None:
         driver.close()
     assert total(s, "lrsa_posts_dead_lettered_total", reason="empty_text") == 3
     assert total(s, "lrsa_stage_latency_seconds_count", stage="score") == 1
-    assert total(s, "lrsa_consumer_lag", topic="posts", partition="0") == 7
+    assert total(s, "lrsa_consumer_lag_messages", topic="posts", partition="0") == 7
     assert buf.drain()["counters"] == {}  # drained deltas are not applied twice
 
 
 def test_removed_gauge_label_set_leaves_the_registry() -> None:
     buf, driver = MetricsBuffer(), DriverMetrics()
-    buf.set("lrsa_consumer_lag", 7, topic="posts", partition=0)
-    buf.set("lrsa_consumer_lag", 9, topic="posts", partition=1)
+    buf.set("lrsa_consumer_lag_messages", 7, topic="posts", partition=0)
+    buf.set("lrsa_consumer_lag_messages", 9, topic="posts", partition=1)
     driver.apply(buf.drain())
-    buf.remove("lrsa_consumer_lag", topic="posts", partition=0)
+    buf.remove("lrsa_consumer_lag_messages", topic="posts", partition=0)
     driver.apply(buf.drain())
     get = driver.registry.get_sample_value
-    assert get("lrsa_consumer_lag", {"topic": "posts", "partition": "0"}) is None
-    assert get("lrsa_consumer_lag", {"topic": "posts", "partition": "1"}) == 9
+    assert get("lrsa_consumer_lag_messages", {"topic": "posts", "partition": "0"}) is None
+    assert get("lrsa_consumer_lag_messages", {"topic": "posts", "partition": "1"}) == 9
     driver.apply(buf.drain())  # later drains neither bring it back nor fail on the absent series
-    assert get("lrsa_consumer_lag", {"topic": "posts", "partition": "0"}) is None
-    buf.remove("lrsa_consumer_lag", topic="posts", partition=1)
-    buf.set("lrsa_consumer_lag", 3, topic="posts", partition=1)  # handed back within one interval
+    assert get("lrsa_consumer_lag_messages", {"topic": "posts", "partition": "0"}) is None
+    buf.remove("lrsa_consumer_lag_messages", topic="posts", partition=1)
+    buf.set("lrsa_consumer_lag_messages", 3, topic="posts", partition=1)  # handed back within one interval
     driver.apply(buf.drain())
-    assert get("lrsa_consumer_lag", {"topic": "posts", "partition": "1"}) == 3
+    assert get("lrsa_consumer_lag_messages", {"topic": "posts", "partition": "1"}) == 3
 
 
 def test_zeroed_counter_is_exposed_before_its_first_increment() -> None:
@@ -92,13 +92,13 @@ def test_partition_leaving_the_actor_drops_its_lag() -> None:
     driver = DriverMetrics()
     for p in (0, 1):
         worker._lag[TopicPartition("posts", p)] = 5
-        worker.metrics.set("lrsa_consumer_lag", 5 + p, topic="posts", partition=p)
+        worker.metrics.set("lrsa_consumer_lag_messages", 5 + p, topic="posts", partition=p)
     driver.apply(worker.drain_metrics())
     worker.on_lost([TopicPartition("posts", 0)])
     driver.apply(worker.drain_metrics())
     get = driver.registry.get_sample_value
-    assert get("lrsa_consumer_lag", {"topic": "posts", "partition": "0"}) is None
-    assert get("lrsa_consumer_lag", {"topic": "posts", "partition": "1"}) == 6
+    assert get("lrsa_consumer_lag_messages", {"topic": "posts", "partition": "0"}) is None
+    assert get("lrsa_consumer_lag_messages", {"topic": "posts", "partition": "1"}) == 6
     assert TopicPartition("posts", 0) not in worker._lag
 
 
@@ -148,7 +148,7 @@ def test_counters_move_during_a_run(kafka_bootstrap, kafka_topic, tmp_path) -> N
         # The stage's slots stay (nearly) all in use: the pool grows from min 1 to max 2 after 5 s.
         wait_for(lambda: total(scrape(port), "lrsa_actor_pool_size", stage="rationale") == 2, 30,
                  what="the rationale pool to grow")
-        shares = [v for (n, _), v in scrape(port).items() if n == "lrsa_stage_slot_occupancy"]
+        shares = [v for (n, _), v in scrape(port).items() if n == "lrsa_stage_slot_utilisation_ratio"]
         assert shares and all(0.0 <= v <= 1.0 for v in shares)
         # Once the input is done the slots stay idle: after 5 s the pool is back at its min.
         wait_for(lambda: total(scrape(port), "lrsa_actor_pool_size", stage="rationale") == 1, 120,
@@ -162,7 +162,7 @@ def test_counters_move_during_a_run(kafka_bootstrap, kafka_topic, tmp_path) -> N
     assert total(second, "lrsa_stage_latency_seconds_count", stage="rationale") > 0
     assert total(second, "lrsa_stage_batch_size_count", stage="rationale") > 0
     assert total(second, "lrsa_actor_pool_size", stage="rationale") >= 1
-    assert any(n == "lrsa_consumer_lag" for n, _ in second)
+    assert any(n == "lrsa_consumer_lag_messages" for n, _ in second)
     assert any(n == "lrsa_inflight_batches" for n, _ in second)
 
 

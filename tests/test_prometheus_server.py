@@ -12,6 +12,7 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -89,8 +90,8 @@ def start_prometheus(tmp_path):
 def test_prometheus_scrapes_worker_metrics_and_evaluates_the_rules(start_prometheus) -> None:
     driver, buf = DriverMetrics(), MetricsBuffer()
     buf.inc("lrsa_posts_consumed_total", 5, topic="posts")
-    buf.set("lrsa_consumer_lag", 7, topic="posts", partition=0)
-    buf.set("lrsa_consumer_lag", 9, topic="posts", partition=1)
+    buf.set("lrsa_consumer_lag_messages", 7, topic="posts", partition=0)
+    buf.set("lrsa_consumer_lag_messages", 9, topic="posts", partition=1)
     driver.apply(buf.drain())
     worker_port = driver.serve("127.0.0.1", 0)
     served = True
@@ -98,14 +99,14 @@ def test_prometheus_scrapes_worker_metrics_and_evaluates_the_rules(start_prometh
     try:
         wait_for(lambda: [t["health"] for t in (prom.api("targets") or {}).get("activeTargets", [])] == ["up"],
                  60, what="the worker's scrape target to be up")
-        wait_for(lambda: len(prom.query("lrsa_consumer_lag")) == 2, 30, what="the lag of both partitions")
-        assert {(r["metric"]["partition"], r["value"][1]) for r in prom.query("lrsa_consumer_lag")} == {("0", "7"), ("1", "9")}
+        wait_for(lambda: len(prom.query("lrsa_consumer_lag_messages")) == 2, 30, what="the lag of both partitions")
+        assert {(r["metric"]["partition"], r["value"][1]) for r in prom.query("lrsa_consumer_lag_messages")} == {("0", "7"), ("1", "9")}
         assert prom.query('lrsa_posts_consumed_total{job="lrsa-worker"}')[0]["value"][1] == "5"
 
         # A partition that left the worker: its series is dropped, and Prometheus marks it stale.
-        buf.remove("lrsa_consumer_lag", topic="posts", partition=0)
+        buf.remove("lrsa_consumer_lag_messages", topic="posts", partition=0)
         driver.apply(buf.drain())
-        wait_for(lambda: {r["metric"]["partition"] for r in prom.query("lrsa_consumer_lag")} == {"1"}, 30,
+        wait_for(lambda: {r["metric"]["partition"] for r in prom.query("lrsa_consumer_lag_messages")} == {"1"}, 30,
                  what="the removed partition's lag to go stale")
 
         # Every rule of deploy/prometheus/lrsa-alerts.yml loads and evaluates without an error.
@@ -144,7 +145,7 @@ def test_prometheus_scrapes_a_running_worker(start_prometheus, kafka_bootstrap, 
         wait_for(lambda: emitted() >= len(data.good_ids), 120, every_s=1, what="all results counted in Prometheus")
         # The group's first join often revokes and re-assigns at once: the lag is reported again by
         # the owner after its next --metrics-interval-s.
-        wait_for(lambda: prom.query('lrsa_consumer_lag{job="lrsa-worker"}'), 30, what="lag series scraped")
+        wait_for(lambda: prom.query('lrsa_consumer_lag_messages{job="lrsa-worker"}'), 30, what="lag series scraped")
         wait_for(lambda: prom.query('lrsa_actor_pool_size{job="lrsa-worker", stage="rationale"}'), 30,
                  what="pool size scraped")
         assert not prom.query('ALERTS{alertname="LrsaNoOutput"}')
@@ -168,7 +169,8 @@ def test_the_shipped_config_scrapes_the_stage_actors_through_the_targets_file(st
 
     doc = yaml.safe_load(SHIPPED.read_text())
     jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
-    assert set(jobs) == {"lrsa-worker", "lrsa-stages"}
+    assert {"lrsa-worker", "lrsa-stages"} <= set(jobs)
+    doc["scrape_configs"] = [jobs["lrsa-worker"], jobs["lrsa-stages"]]  # the next test scrapes them all
     targets_file = tmp_path / "lrsa-targets.json"
     assert jobs["lrsa-stages"]["file_sd_configs"][0]["files"] == [targets_file.name]
     jobs["lrsa-stages"]["file_sd_configs"][0].update(files=[str(targets_file)], refresh_interval="1s")
@@ -201,3 +203,115 @@ def test_the_shipped_config_scrapes_the_stage_actors_through_the_targets_file(st
     finally:
         worker.send_signal(signal.SIGTERM)
         assert wait_exit(worker, 60, log) == 0
+
+
+GRAFANA = RULES.parent.parent / "grafana" / "lrsa-streaming.json"
+# Series a fresh pipeline cannot have: the broker's error class labels every refused record, an
+# open set (the alert on it needs no series until a refusal happens).
+ONLY_ON_EVENTS = {"lrsa_send_refused_total"}
+
+
+def queried_metrics() -> dict[str, set[str]]:
+    """metric name -> where it is queried (Grafana panel titles, alert names), from the shipped files."""
+    import re
+
+    import yaml
+
+    found: dict[str, set[str]] = {}
+
+    def add(expr: str, where: str) -> None:
+        for name in re.findall(r"\b(lrsa_[a-z0-9_]+)", expr):
+            found.setdefault(name, set()).add(where)
+    for panel in json.loads(GRAFANA.read_text())["panels"]:
+        for target in panel.get("targets", []):
+            add(target.get("expr", ""), f"panel {panel['title']!r}")
+    for group in yaml.safe_load(RULES.read_text())["groups"]:
+        for rule in group["rules"]:
+            add(rule["expr"], f"alert {rule.get('alert')}")
+    return found
+
+
+def test_every_queried_metric_is_exported_by_a_component() -> None:
+    """Every lrsa_* metric a panel or an alert reads is one the driver, a stage actor or the
+    aggregator exports (by its exposed name: counters with _total, histograms' _bucket/_sum/_count)."""
+    from prometheus_client import REGISTRY
+
+    import workers.stages.gate  # noqa: F401 - the stage actors' module-level metrics
+    import workers.stages.rationale  # noqa: F401
+    import workers.stages.score  # noqa: F401
+    from workers.aggregate.service import AggregateMetrics
+
+    exported = set()
+    for registry in (REGISTRY, DriverMetrics().registry, AggregateMetrics().registry):
+        for family in registry.collect():  # exposed names, whether or not a label set exists yet
+            suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
+                        "gauge": ("",)}[family.type]
+            exported |= {family.name + suffix for suffix in suffixes}
+    queried = queried_metrics()
+    assert len(queried) >= 25, sorted(queried)
+    assert {name: sorted(where) for name, where in queried.items() if name not in exported} == {}
+
+
+@pytest.mark.kafka
+@pytest.mark.ray
+@pytest.mark.triton
+def test_the_shipped_config_finds_a_sample_of_every_panel_and_alert_metric(
+        start_prometheus, kafka_bootstrap, kafka_topic, tmp_path, triton_server, tiny_checkpoint) -> None:
+    """deploy/prometheus/prometheus.yml as shipped (ports pointed at this test's processes, intervals
+    shortened) against a pipeline with both stages (the real rationale engine on a tiny model, the
+    score stage on a real tritonserver), a few malformed posts, and `lrsa aggregate` on its output:
+    every job is up, and every metric a Grafana panel or an alert rule queries has a sample."""
+    import yaml
+
+    doc = yaml.safe_load(SHIPPED.read_text())
+    jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
+    assert set(jobs) == {"lrsa-worker", "lrsa-stages", "lrsa-aggregate", "triton"}
+    targets_file = tmp_path / "lrsa-targets.json"
+    jobs["lrsa-stages"]["file_sd_configs"][0].update(files=[str(targets_file)], refresh_interval="1s")
+    worker_port, aggregate_port = free_port(), free_port()
+    jobs["lrsa-worker"]["static_configs"] = [{"targets": [f"127.0.0.1:{worker_port}"]}]
+    jobs["lrsa-aggregate"]["static_configs"] = [{"targets": [f"127.0.0.1:{aggregate_port}"]}]
+    jobs["triton"]["static_configs"] = [{"targets": [f"127.0.0.1:{triton_server.metrics_port}"]}]
+    doc.update(rule_files=[str(RULES)],
+               **{"global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"}})
+
+    data = make_dataset(40, 4, seed=5)
+    topics = {"in": kafka_topic("all-in", 2), "out": kafka_topic("all-out", 2), "dlq": kafka_topic("all-dlq", 1)}
+    produce(kafka_bootstrap, topics["in"], data.values)
+    log, agg_log = tmp_path / "worker.log", tmp_path / "aggregate.log"
+    worker = start_worker(kafka_bootstrap, topics, "prom-all", "--rationale-enabled", "--rationale-processor",
+                          "rationale_helpers:tiny_rationale_processor", "--score-enabled",
+                          "--scorer-url", triton_server.grpc_url, "--metrics-port", str(worker_port),
+                          "--metrics-sd-file", str(targets_file), log=log,
+                          env={"LRSA_SCORER_CHECKPOINT": str(tiny_checkpoint)})
+    aggregator = subprocess.Popen(
+        [sys.executable, "-m", "lrsa_cli.main", "aggregate", "--bootstrap-servers", kafka_bootstrap,
+         "--input-topic", topics["out"], "--aggregates-topic", kafka_topic("all-agg", 1),
+         "--alerts-topic", kafka_topic("all-alerts", 1), "--group-id", "prom-all-agg",
+         "--state-dir", str(tmp_path / "agg-state"), "--metrics-port", str(aggregate_port)],
+        cwd=RULES.parent.parent.parent, stdout=open(agg_log, "ab"), stderr=subprocess.STDOUT,
+        start_new_session=True)
+    try:
+        prom = start_prometheus([], doc)
+        wanted = set(queried_metrics()) - ONLY_ON_EVENTS
+
+        def missing() -> set[str]:
+            have = {r["metric"]["__name__"] for r in prom.query('{__name__=~"lrsa_.+"}')}
+            return wanted - have
+
+        def jobs_up() -> set[str]:
+            return {r["metric"]["job"] for r in prom.query("up == 1")}
+        wait_for(lambda: jobs_up() == set(jobs), 120, what=f"every job up (have {jobs_up()})")
+        wait_for(lambda: not missing(), 120, what=f"a sample of every queried metric (missing {missing()})")
+        assert prom.query('nv_inference_request_success{job="triton"}'), "Triton's own metrics"
+        assert prom.query('lrsa_aggregate_results_total{job="lrsa-aggregate"}'), "the aggregator's metrics"
+        rules = prom.api("rules")
+        assert all(r.get("health") == "ok" for g in rules["groups"] for r in g["rules"]), rules
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        aggregator.send_signal(signal.SIGTERM)
+        try:
+            aggregator.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            aggregator.kill()
+        assert wait_exit(worker, 60, log) == 0, log.read_text()[-3000:]

@@ -13,6 +13,8 @@ import threading
 from collections import defaultdict
 from typing import Any
 
+from lrsa.schemas import DeadLetterReason
+
 Labels = tuple[tuple[str, str], ...]
 
 # name -> (kind, help, label names, histogram buckets)
@@ -40,10 +42,10 @@ SPECS: dict[str, tuple[str, str, tuple[str, ...], tuple[float, ...] | None]] = {
     "lrsa_inflight_batches": ("gauge", "Batches in flight per stage and ingest actor", ("stage", "actor"), None),
     "lrsa_uncommitted_posts": ("gauge", "Posts consumed whose offsets are not committed yet", ("actor",), None),
     "lrsa_partitions_paused": ("gauge", "Partitions paused by backpressure", ("actor",), None),
-    "lrsa_consumer_lag": ("gauge", "Log end offset minus committed offset", ("topic", "partition"), None),
+    "lrsa_consumer_lag_messages": ("gauge", "Log end offset minus committed offset", ("topic", "partition"), None),
     "lrsa_rejoins_total": ("counter", "Group rejoins forced after a rebalance that did not finish", ("kind",), None),
     "lrsa_actor_pool_size": ("gauge", "Actors in each pool", ("stage",), None),
-    "lrsa_stage_slot_occupancy": ("gauge", "Share of a stage's in-flight batch slots in use, averaged over "
+    "lrsa_stage_slot_utilisation_ratio": ("gauge", "Share of a stage's in-flight batch slots in use, averaged over "
                                   "the pool-growth window (grows at 0.75)", ("stage",), None),
     "lrsa_pool_bounds": ("gauge", "A stage pool's bounds (bound=min|max; settings, or set through the control "
                          "endpoint)", ("stage", "bound"), None),
@@ -58,6 +60,26 @@ SPECS: dict[str, tuple[str, str, tuple[str, ...], tuple[float, ...] | None]] = {
                                              "failed (kind: died = its process or node was lost, failed = its "
                                              "loop raised, stalled = its loop blocked past --ingest-stall-s)", ("kind",), None),
     "lrsa_consumption_paused": ("gauge", "1 while an operator paused consumption (POST /pause)", (), None),
+}
+
+
+# Label values known before anything happens, per metric: `DriverMetrics.zero_known` creates these
+# series at 0 so every panel and alert finds its metric from the first scrape (a counter born with
+# its first increment hides that increment from rate()). "{stage}" is each enabled stage. Not here:
+# lrsa_send_refused_total (its `error` is the broker's error class, an open set) and the gauges,
+# which the actors set as soon as they run.
+KNOWN_SERIES: dict[str, list[dict[str, str]]] = {
+    "lrsa_posts_dead_lettered_total": [{"reason": r.value} for r in DeadLetterReason],
+    "lrsa_stage_retries_total": [{"stage": "{stage}"}],
+    "lrsa_batch_splits_total": [{"stage": "{stage}"}],
+    "lrsa_stage_errors_total": [{"stage": "{stage}", "kind": k}
+                                for k in ("transient", "error", "nonretryable", "actor_died")],
+    "lrsa_stage_actor_failures_total": [{"stage": "{stage}", "kind": k} for k in ("not_started", "died")],
+    "lrsa_scaling_decisions_total": [{"stage": "{stage}", "direction": d, "reason": r} for d, r in (
+        ("up", "backlog"), ("up", "lag_trend"), ("up", "occupancy"), ("up", "min"),
+        ("down", "idle"), ("down", "max"))],
+    "lrsa_rejoins_total": [{"kind": k} for k in ("dropped_join", "timeout")],
+    "lrsa_ingest_actor_replacements_total": [{"kind": k} for k in ("died", "failed", "stalled")],
 }
 
 
@@ -155,6 +177,16 @@ class DriverMetrics:
         """Create a label set at 0 before its first increment, so it is scraped from the start: a
         rate needs two samples, and a counter born with its first increment hides that increment."""
         self._child(name, labels(**kv))
+
+    def zero_known(self, stages: list[str], input_topic: str, output_topic: str, commit_mode: str) -> None:
+        """Every series of KNOWN_SERIES (per stage where it has one) and the flow counters, at 0."""
+        self.zero("lrsa_posts_consumed_total", topic=input_topic)
+        self.zero("lrsa_posts_emitted_total", topic=output_topic)
+        self.zero("lrsa_commits_total", mode=commit_mode)
+        for name, label_sets in KNOWN_SERIES.items():
+            for kv in label_sets:
+                for stage in (stages if "stage" in kv else [None]):
+                    self.zero(name, **{k: (stage if v == "{stage}" else v) for k, v in kv.items()})
 
     def remove(self, name: str, lbls: Labels) -> None:
         """Drop one label set of a labelled metric (absent already: nothing to do)."""

@@ -80,10 +80,10 @@ class Pipeline:
     def run(self) -> int:
         s = self.s
         init_ray(s)
-        # Counters the alert rules compare (LrsaNoOutput, LrsaCommitStalled) exist from the first scrape.
-        self.metrics.zero("lrsa_posts_consumed_total", topic=s.input_topic)
-        self.metrics.zero("lrsa_posts_emitted_total", topic=s.output_topic)
-        self.metrics.zero("lrsa_commits_total", mode="transaction" if s.exactly_once else "offsets")
+        # Every counter the panels and alert rules read exists from the first scrape (LrsaNoOutput and
+        # LrsaCommitStalled compare two of them).
+        self.metrics.zero_known([st[0] for st in s.stage_settings()], s.input_topic, s.output_topic,
+                                "transaction" if s.exactly_once else "offsets")
         if s.metrics_port is not None:
             self.metrics_port = self.metrics.serve(s.metrics_host, s.metrics_port)
             log.info("metrics at http://%s:%d/metrics", s.metrics_host, self.metrics_port)
@@ -211,7 +211,7 @@ class Pipeline:
         for name, actors in pools.actors.items():
             self.metrics.set("lrsa_actor_pool_size", len(actors), stage=name)
             if name in pools.occupancy:
-                self.metrics.set("lrsa_stage_slot_occupancy", pools.occupancy[name], stage=name)
+                self.metrics.set("lrsa_stage_slot_utilisation_ratio", pools.occupancy[name], stage=name)
             self.metrics.set("lrsa_stage_queued_batches", pools.loads[name].queued, stage=name)
             work = pools.autoscaler.readings.get(name, {}).get("work_per_actor")
             if work is not None:

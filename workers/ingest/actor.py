@@ -467,7 +467,7 @@ class IngestWorker:
         for tp in tps:
             self._lag.pop(tp, None)
             # No longer ours: the new owner reports its lag (a stale value here would stay for ever).
-            self.metrics.remove("lrsa_consumer_lag", topic=tp.topic, partition=tp.partition)
+            self.metrics.remove("lrsa_consumer_lag_messages", topic=tp.topic, partition=tp.partition)
         gone = set(tps)
         self._originals = {k: v for k, v in self._originals.items() if k[0] not in gone}
 
@@ -487,7 +487,7 @@ class IngestWorker:
             pos = self.consumer.position(tp)
             committed = self.tracker.last_committed(tp, default=pos)
             self._lag[tp] = max(0, end - pos)
-            self.metrics.set("lrsa_consumer_lag", max(0, end - committed), topic=tp.topic, partition=tp.partition)
+            self.metrics.set("lrsa_consumer_lag_messages", max(0, end - committed), topic=tp.topic, partition=tp.partition)
 
     def drain_metrics(self) -> dict[str, Any]:
         return self.metrics.drain()

@@ -30,6 +30,8 @@ DECISIONS = Counter("lrsa_rationale_gate_posts_total", "Posts judged by the rati
 CERTAINTY = Histogram("lrsa_rationale_gate_certainty", "Certainty of a post scored from its text alone "
                       "(smallest aspect confidence; P(no aspect) for posts without one)",
                       buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0))
+for _decision in ("rationale", "text_only"):  # known label values at 0 from the first scrape
+    DECISIONS.labels(_decision)
 
 
 def selected(role: GateRole, items: list[WorkItem]) -> list[int]:

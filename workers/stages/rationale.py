@@ -35,7 +35,11 @@ QUEUE = Gauge("lrsa_rationale_queue_depth", "Posts handed to this actor and not 
 PROMPT_TOKENS = Counter("lrsa_rationale_prompt_tokens_total",
                         "Prompt tokens of generated rationales, by whether the LLM ran them (prefilled) or they came "
                         "from the kept shared prompt prefix (shared_prefix)", ["source"])
-SLOTS = Gauge("lrsa_rationale_slot_utilisation", "Share of decode slots busy in the last batch")
+SLOTS = Gauge("lrsa_rationale_slot_utilisation_ratio", "Share of decode slots busy in the last batch")
+for _source in ("generated", "cache"):  # known label values at 0 from the first scrape
+    POSTS.labels(_source)
+for _source in ("prefilled", "shared_prefix"):
+    PROMPT_TOKENS.labels(_source)
 
 
 class RationaleProcessor:

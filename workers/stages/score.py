@@ -44,6 +44,11 @@ ENDPOINT_BATCHES = Counter("lrsa_scorer_endpoint_batches_total", "Batches per Tr
                            "ok, or failed (after its retries; the batch then goes to the next endpoint)",
                            ["url", "outcome"])
 FAILOVERS = Counter("lrsa_scorer_failovers_total", "Batches moved to another Triton endpoint after one failed")
+# Known label values at 0 from the first scrape (a counter born with its first increment hides it from rate()).
+for _outcome in ("ok", "error"):
+    REQUESTS.labels(_outcome)
+for _kind in ("timeout", "unavailable", "invalid_request", "server_error", "circuit_open", "not_ready"):
+    FAILURES.labels(_kind)
 
 # gRPC statuses that a retry cannot fix: the request itself is wrong.
 PERMANENT_STATUSES = {"StatusCode.INVALID_ARGUMENT", "StatusCode.UNIMPLEMENTED"}
