@@ -5,13 +5,14 @@ from __future__ import annotations
 from pydantic import Field
 
 from lrsa.kafka_security import KafkaSecurity
+from lrsa.stack_env import bootstrap_field
 
 
 class DashboardSettings(KafkaSecurity):
     """`lrsa dashboard`: the live web page over the aggregates, alerts and results topics (its
     Kafka reader takes the same LRSA_KAFKA_* security settings as every other client)."""
 
-    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated")
+    bootstrap_servers: str = bootstrap_field()
     aggregates_topic: str = Field("lrsa.aggregates", description="compacted topic of entity window aggregates "
                                   "(from `lrsa aggregate`), read from its start: the page's history on start")
     alerts_topic: str = Field("lrsa.alerts", description="topic of shift alert events (from `lrsa aggregate`), "

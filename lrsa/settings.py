@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 
 # LRSA_ variables read outside a settings class (the Triton python backend's checkpoint) and the
 # prefix the test doubles use; every other LRSA_ variable must name a field of a settings class.
-OTHER_ENV_VARS = {"LRSA_CHECKPOINT"}
+# Read straight from the environment, not through a settings class: where files live
+# (lrsa/paths.py, lrsa/stack_env.py, the model caches) and the checkpoint override.
+OTHER_ENV_VARS = {"LRSA_CHECKPOINT", "LRSA_STATE_DIR", "LRSA_STACK_ENV", "LRSA_MODEL_CACHE", "LRSA_OFFLINE_MODELS"}
 IGNORED_ENV_PREFIXES = ("LRSA_TEST_",)
 
 # The shared data sits beside the repository checkout (../shared/data/mabsa).
@@ -120,7 +122,8 @@ def settings_from_args(cls: type[S], args: argparse.Namespace, **extra: Any) -> 
 def field_help(cls: type[BaseSettings], name: str) -> str:
     """Help text for a flag mirroring a settings field: its description, env var and default."""
     f = cls.model_fields[name]
-    default = "required" if f.is_required() else f.default if f.default is not None else "none"
+    value = f.default_factory() if f.default_factory is not None else f.default  # factories: as of now
+    default = "required" if f.is_required() else value if value is not None else "none"
     return f"{f.description or ''} (env {env_name(cls, name)}; default {default})".strip()
 
 

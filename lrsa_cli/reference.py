@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 from pathlib import Path
 
 from lrsa.settings import DEFAULT_DATA_DIR, env_name
@@ -43,9 +44,17 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
 
 def render() -> str:
     parts = [BEGIN]
-    for heading, path in SETTINGS:
-        module, _, name = path.partition(":")
-        parts.append(_table(heading, getattr(importlib.import_module(module), name)))
+    saved = os.environ.get("LRSA_STACK_ENV")
+    os.environ["LRSA_STACK_ENV"] = ""  # the documented defaults, not a running local stack's address
+    try:
+        for heading, path in SETTINGS:
+            module, _, name = path.partition(":")
+            parts.append(_table(heading, getattr(importlib.import_module(module), name)))
+    finally:
+        if saved is None:
+            os.environ.pop("LRSA_STACK_ENV")
+        else:
+            os.environ["LRSA_STACK_ENV"] = saved
     parts.append(END)
     return "\n\n".join(parts)
 

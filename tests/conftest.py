@@ -12,6 +12,9 @@ import pytest
 # they state it once here, for this process and every `lrsa run` it starts. The tests of the
 # default itself clear it (test_cli_flags, test_run_serve).
 os.environ.setdefault("LRSA_SCORE_ENABLED", "false")
+# A developer's `lrsa stack up` writes its address to .cache/stack.env, which every command reads
+# (lrsa/stack_env.py): the suite ignores it; tests of the file name their own.
+os.environ["LRSA_STACK_ENV"] = ""
 
 pytest_plugins = [
     "fixtures_data",

@@ -4,10 +4,13 @@ delivery mode (exactly-once: zero duplicates read read_committed)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
+
+from lrsa import stack_env
 
 from streaming_helpers import (ECHO_STAGE, end_offsets, make_dataset, produce, read_outcome, start_worker, wait_exit,
                                wait_for)
@@ -30,14 +33,18 @@ def results_so_far(bootstrap: str, topic: str) -> int:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     folder = tmp_path_factory.mktemp("kafka3")
+    env_file = folder / "stack.env"
     up = subprocess.run([sys.executable, "-m", "lrsa_cli.main", "stack", "up", "--brokers", "3", "--kafka-dir",
                          str(folder), "--kafka-heap", "256m", "--kafka-topics", "posts"],
-                        capture_output=True, text=True, timeout=300)
+                        capture_output=True, text=True, timeout=300,
+                        env={**os.environ, "LRSA_STACK_ENV": str(env_file)})
     c = KafkaCluster(folder)  # the running cluster, from its data dir
     if up.returncode:
         c.down(timeout_s=5)
         pytest.fail(f"lrsa stack up --brokers 3 failed: {up.stderr[-3000:]}")
     assert up.stdout.strip() == c.bootstrap and len(c.running()) == 3
+    # the address for every other command (lrsa/stack_env.py), and stderr says where it is
+    assert stack_env.read_bootstrap(env_file) == c.bootstrap and str(env_file) in up.stderr
     yield c
     c.down(timeout_s=10)
 

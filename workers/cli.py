@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from lrsa import stack_env
 from lrsa.settings import SettingsError, add_settings_flags, settings_from_args
 from workers.stages import settings as stage_settings  # noqa: F401 - the stage actors' settings classes: their env vars are known
 from workers.config import KafkaClientSettings, StackSettings, WorkerSettings
@@ -112,8 +113,9 @@ def _stack(args: argparse.Namespace) -> int:
     if args.stack_command == "up":
         bootstrap = stack.up()
         create_topics(bootstrap, [t for t in s.kafka_topics.split(",") if t], s.kafka_partitions)
-        print(bootstrap)
+        _announce(bootstrap)
     elif args.stack_command == "down":
+        stack_env.remove()
         print("stopped" if stack.down() else "not running")
     else:
         if stack.running_pid() is None:
@@ -121,6 +123,15 @@ def _stack(args: argparse.Namespace) -> int:
             return 1
         print(stack.bootstrap)
     return 0
+
+
+def _announce(bootstrap: str) -> None:
+    """The address on stdout (scripts read it); where the other commands will find it on stderr."""
+    print(bootstrap)
+    path = stack_env.write(bootstrap)
+    if path is not None:
+        print(f"address written to {path}: every lrsa command uses it unless --bootstrap-servers or "
+              f"LRSA_BOOTSTRAP_SERVERS says otherwise (a shell can `source` it)", file=sys.stderr)
 
 
 def _cluster(action: str, s: StackSettings) -> int:
@@ -132,8 +143,9 @@ def _cluster(action: str, s: StackSettings) -> int:
     if action == "up":
         bootstrap = cluster.up()
         create_topics(bootstrap, [t for t in s.kafka_topics.split(",") if t], s.kafka_partitions, cluster.replication)
-        print(bootstrap)
+        _announce(bootstrap)
     elif action == "down":
+        stack_env.remove()
         print("stopped" if cluster.down() else "not running")
     else:
         running = cluster.running()

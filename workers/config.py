@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from lrsa.paths import state_dir
 from lrsa.settings import LrsaSettings
+from lrsa.stack_env import bootstrap_field
 from workers.kafka_clients.security import KafkaSecurity
 from workers.driver.autoscaler import AutoscaleSettings
 from workers.driver.control_settings import ControlSettings
@@ -23,7 +24,7 @@ MAX_MESSAGE_BYTES = 20 * 1024 * 1024
 
 
 class KafkaClientSettings(KafkaSecurity):
-    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated")
+    bootstrap_servers: str = bootstrap_field()
     max_message_bytes: int = Field(MAX_MESSAGE_BYTES, description="largest message the clients send or fetch (bytes)")
     # kafka-python's default is 5 min; new topics and added partitions should be picked up sooner.
     metadata_max_age_ms: int = Field(10_000, ge=1000, description="how often consumers refresh topic metadata: "

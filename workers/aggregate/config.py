@@ -10,6 +10,7 @@ from pydantic_settings import SettingsConfigDict
 from lrsa.aggregates import parse_windows
 from lrsa.shift import ShiftParams
 from lrsa.paths import state_dir
+from lrsa.stack_env import bootstrap_field
 from workers.config import KafkaClientSettings
 
 
@@ -18,10 +19,8 @@ class AggregateSettings(KafkaClientSettings):
     must not leak in); the bootstrap servers also read the shared LRSA_BOOTSTRAP_SERVERS."""
 
     model_config = SettingsConfigDict(env_prefix="LRSA_AGGREGATE_")
-    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated",
-                                   validation_alias=AliasChoices("bootstrap_servers",
-                                                                 "LRSA_AGGREGATE_BOOTSTRAP_SERVERS",
-                                                                 "LRSA_BOOTSTRAP_SERVERS"))
+    bootstrap_servers: str = bootstrap_field(validation_alias=AliasChoices(
+        "bootstrap_servers", "LRSA_AGGREGATE_BOOTSTRAP_SERVERS", "LRSA_BOOTSTRAP_SERVERS"))
     input_topic: str = Field("results", description="the output topic of `lrsa run` (result records) read here")
     aggregates_topic: str = Field("lrsa.aggregates", description="compacted topic of entity window aggregates, "
                                   "keyed entity|window|window_start (created compacted when missing)")

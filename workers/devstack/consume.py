@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
+from lrsa.stack_env import bootstrap_field
 from workers.kafka_clients import clients as kafka_io
 from workers.config import KafkaClientSettings
 from workers.kafka_clients.preflight import check_kafka
@@ -24,9 +25,8 @@ class ConsumeSettings(KafkaClientSettings):
     """`lrsa consume` (env LRSA_CONSUME_<FIELD>; the Kafka address and security also from LRSA_KAFKA_*)."""
 
     model_config = SettingsConfigDict(env_prefix="LRSA_CONSUME_")
-    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated",
-                                   validation_alias=AliasChoices("bootstrap_servers", "LRSA_CONSUME_BOOTSTRAP_SERVERS",
-                                                                 "LRSA_BOOTSTRAP_SERVERS"))
+    bootstrap_servers: str = bootstrap_field(validation_alias=AliasChoices(
+        "bootstrap_servers", "LRSA_CONSUME_BOOTSTRAP_SERVERS", "LRSA_BOOTSTRAP_SERVERS"))
 
     from_beginning: bool = Field(False, description="start at the topic's first record (default: only new ones)")
     max: int | None = Field(None, ge=1, description="stop after this many records")
