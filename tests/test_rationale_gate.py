@@ -127,18 +127,21 @@ def test_the_gate_puts_a_prescore_pool_of_the_score_processor_first():
     from lrsa_cli.main import build_parser
     from workers.config import WorkerSettings
 
-    s = WorkerSettings(rationale_enabled=True, score_enabled=True, rationale_gate=0.6, score_pool_max=3)
-    assert [st[0] for st in s.stage_settings()] == ["prescore", "rationale", "score"]
-    assert s.stage_settings()[0][1:] == s.stage_settings()[2][1:]  # the score pool's processor and sizes
-    assert s.stage_gate("prescore") == 0.6 and s.stage_gate("rationale") is None
+    s = WorkerSettings(rationale_enabled=True, score_enabled=True, rationale_gate=0.6, score_pool_max=3,
+                       score_resources="tpu=1")
+    stages = s.stage_settings()
+    assert [st.name for st in stages] == ["prescore", "rationale", "score"]
+    # the prescore pool is the score pool (processor, sizes, resources); only its part in the gate differs
+    assert stages[0]._replace(name="score", gate_role=None) == stages[2]._replace(gate_role=None)
+    assert stages[0].pool_max == 3 and stages[0].resources == {"tpu": 1.0} and s.stage("score") == stages[2]
     from workers.stages.api import GateRole
 
-    assert [s.stage_gate_role(st[0]) for st in s.stage_settings()] == \
-        [GateRole(decides=0.6), GateRole(follows=True), GateRole(follows=True)]
+    assert [st.gate_role for st in stages] == [GateRole(decides=0.6), GateRole(follows=True), GateRole(follows=True)]
     ungated = WorkerSettings(rationale_enabled=True, score_enabled=True)
-    assert [st[0] for st in ungated.stage_settings()] == ["rationale", "score"]
-    assert ungated.stage_gate("prescore") is None
-    assert {ungated.stage_gate_role(st[0]) for st in ungated.stage_settings()} == {GateRole()}
+    assert [st.name for st in ungated.stage_settings()] == ["rationale", "score"]
+    assert {st.gate_role for st in ungated.stage_settings()} == {GateRole()}
+    with pytest.raises(KeyError, match="enabled"):
+        ungated.stage("prescore")
     with pytest.raises(ValueError):
         WorkerSettings(score_enabled=True, rationale_gate=0.5)  # nothing to gate
     with pytest.raises(ValueError):

@@ -7,7 +7,7 @@ Every field is an env var LRSA_<FIELD> and (for the commands that expose it) a f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from pydantic import Field, model_validator
 
@@ -190,38 +190,45 @@ class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
             raise ValueError("rationale_gate needs both the rationale and the score stage enabled")
         return self
 
-    def stage_settings(self) -> list[tuple[str, str, int, int, float, float]]:
-        """(name, processor path, pool min, pool max, gpus, cpus) of every enabled stage, in order.
-        With the rationale gate, a "prescore" pool of the score processor comes first."""
+    def stage_settings(self) -> list[StageSpec]:
+        """Every enabled stage, in order, with its pool, resources and part in the gate. With the
+        rationale gate, a "prescore" pool of the score processor comes first and decides."""
+        gate = self.rationale_gate
+        follows = gate is not None  # behind a gate, the rationale and score stages take what it sends
+        score_pool = dict(processor=self.score_processor, pool_min=self.score_pool_min,
+                          pool_max=self.score_pool_max, num_gpus=self.score_num_gpus, num_cpus=self.score_num_cpus,
+                          resources=parse_resources(self.score_resources))
         stages = []
-        if self.rationale_gate is not None:
-            stages.append(("prescore", self.score_processor, self.score_pool_min,
-                           self.score_pool_max, self.score_num_gpus, self.score_num_cpus))
+        if gate is not None:
+            stages.append(StageSpec("prescore", **score_pool, gate_role=GateRole(decides=gate)))
         if self.rationale_enabled:
-            stages.append(("rationale", self.rationale_processor, self.rationale_pool_min,
-                           self.rationale_pool_max, self.rationale_num_gpus, self.rationale_num_cpus))
+            stages.append(StageSpec("rationale", self.rationale_processor, self.rationale_pool_min,
+                                    self.rationale_pool_max, self.rationale_num_gpus, self.rationale_num_cpus,
+                                    parse_resources(self.rationale_resources), GateRole(follows=follows)))
         if self.score_enabled:
-            stages.append(("score", self.score_processor, self.score_pool_min,
-                           self.score_pool_max, self.score_num_gpus, self.score_num_cpus))
+            stages.append(StageSpec("score", **score_pool, gate_role=GateRole(follows=follows)))
         return stages
 
-    def stage_resources(self, stage: str) -> dict[str, float]:
-        """Custom Ray resources each actor of a stage asks for (the prescore pool: the score's)."""
-        text = self.rationale_resources if stage == "rationale" else self.score_resources
-        return parse_resources(text)
+    def stage(self, name: str) -> StageSpec:
+        """One enabled stage by name (KeyError naming the enabled ones otherwise)."""
+        for spec in self.stage_settings():
+            if spec.name == name:
+                return spec
+        raise KeyError(f"no enabled stage {name!r}; enabled: {[st.name for st in self.stage_settings()]}")
 
-    def stage_gate(self, stage: str) -> float | None:
-        """The gate threshold a stage's actors apply: the prescore's; none for the others."""
-        return self.rationale_gate if stage == "prescore" else None
 
-    def stage_gate_role(self, stage: str) -> GateRole:
-        """A stage's part in the rationale gate: the prescore decides with the threshold; the
-        rationale and score stages follow it (work only on the posts it sent on)."""
-        if self.rationale_gate is None:
-            return GateRole()
-        if stage == "prescore":
-            return GateRole(decides=self.rationale_gate)
-        return GateRole(follows=stage in ("rationale", "score"))
+class StageSpec(NamedTuple):
+    """One enabled stage as the driver builds its pool: nested per-stage settings instead of the
+    flat `--<stage>-*` fields (which stay the flags and env names)."""
+
+    name: str
+    processor: str        # dotted path of the StageProcessor
+    pool_min: int
+    pool_max: int
+    num_gpus: float
+    num_cpus: float
+    resources: dict[str, float]  # custom Ray resources per actor (the prescore pool: the score's)
+    gate_role: GateRole          # decides with a threshold, follows the decider, or neither
 
 
 def parse_resources(text: str) -> dict[str, float]:

@@ -82,7 +82,7 @@ class Pipeline:
         init_ray(s)
         # Every counter the panels and alert rules read exists from the first scrape (LrsaNoOutput and
         # LrsaCommitStalled compare two of them).
-        self.metrics.zero_known([st[0] for st in s.stage_settings()], s.input_topic, s.output_topic,
+        self.metrics.zero_known([st.name for st in s.stage_settings()], s.input_topic, s.output_topic,
                                 "transaction" if s.exactly_once else "offsets")
         if s.metrics_port is not None:
             self.metrics_port = self.metrics.serve(s.metrics_host, s.metrics_port)

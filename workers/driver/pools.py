@@ -45,13 +45,11 @@ class Pools:
         from workers.stages import settings as stage_settings
         from workers.stages.pool import start_pool
 
-        self.specs = {name: (path, lo, hi, gpus, cpus) for name, path, lo, hi, gpus, cpus in s.stage_settings()}
+        self.specs = {st.name: st for st in s.stage_settings()}  # workers.config.StageSpec
         self.metrics_ports: dict[str, int] = {}  # actor key -> its own /metrics port (stage_metrics)
         self.metrics_host = s.metrics_host if s.stage_metrics else None
-        self.gates = {name: s.stage_gate_role(name) for name in self.specs}  # each stage's part in the gate
         # each processor's settings, built here and sent with every actor (workers/stages/settings.py)
-        self.settings = {name: stage_settings.build(path, s) for name, (path, *_) in self.specs.items()}
-        self.resources = {name: s.stage_resources(name) for name in self.specs}
+        self.settings = {name: stage_settings.build(st.processor, s) for name, st in self.specs.items()}
         self.start_timeout_s = s.actor_start_timeout_s
         self.drain_timeout_s = s.drain_timeout_s
         self.metrics = MetricsBuffer()  # drained into the driver's registry with the actors' buffers
@@ -61,12 +59,12 @@ class Pools:
         self._grow_after: dict[str, float] = {}     # no new grow attempt before this (after a failed start)
         self._liveness = Liveness()
         self.autoscaler = Autoscaler(ScalingPolicy.from_settings(s),
-                                     {name: (lo, hi) for name, (path, lo, hi, *_) in self.specs.items()})
-        for name, (path, lo, hi, gpus, cpus) in self.specs.items():
-            check_placeable(name, cpus, gpus, autoscaling=bool(s.ray_address))
-        self.actors = {name: start_pool(name, path, lo, cpus, gpus, self.metrics_host, self.gates[name],
-                                        self.settings[name], self.resources[name])
-                       for name, (path, lo, hi, gpus, cpus) in self.specs.items()}
+                                     {name: (st.pool_min, st.pool_max) for name, st in self.specs.items()})
+        for name, st in self.specs.items():
+            check_placeable(name, st.num_cpus, st.num_gpus, autoscaling=bool(s.ray_address))
+        self.actors = {name: start_pool(name, st.processor, st.pool_min, st.num_cpus, st.num_gpus,
+                                        self.metrics_host, st.gate_role, self.settings[name], st.resources)
+                       for name, st in self.specs.items()}
         self.occupancy: dict[str, float] = {}
         self.loads: dict[str, StageLoad] = {}
         for name in self.specs:
@@ -79,15 +77,15 @@ class Pools:
     def _new_actor(self, name: str):
         from workers.stages.pool import new_actor
 
-        path, lo, hi, gpus, cpus = self.specs[name]
-        return new_actor(name, path, cpus, gpus, self.metrics_host, self.gates[name], self.settings[name],
-                         self.resources[name])
+        st = self.specs[name]
+        return new_actor(name, st.processor, st.num_cpus, st.num_gpus, self.metrics_host, st.gate_role,
+                         self.settings[name], st.resources)
 
     def log_metrics_ports(self, stop=None) -> None:
         """Waits (at most actor_start_timeout_s) for every actor to answer; StartupError if one does not."""
         for name, actors in self.actors.items():
-            path, lo, hi, gpus, cpus = self.specs[name]
-            ports = await_started(name, actors, self.start_timeout_s, cpus, gpus, stop)
+            st = self.specs[name]
+            ports = await_started(name, actors, self.start_timeout_s, st.num_cpus, st.num_gpus, stop)
             self.metrics_ports.update((actor_key(a), p) for a, p in zip(actors, ports) if p)
             if any(ports):
                 log.info("stage %s actors' own /metrics on %s ports %s", name, self.metrics_host, ports)
@@ -242,8 +240,8 @@ class Pools:
         for name, pool in self.actors.items():
             lo, hi = self.bounds[name]
             load = self.loads.get(name, StageLoad())
-            out[name] = {"actors": len(pool), "min": lo, "max": hi, "configured": {"min": self.specs[name][1],
-                                                                                   "max": self.specs[name][2]},
+            out[name] = {"actors": len(pool), "min": lo, "max": hi,
+                         "configured": {"min": self.specs[name].pool_min, "max": self.specs[name].pool_max},
                          "starting": name in self.starting, "draining": int(name in self.draining),
                          "unplaced": self.unplaced.get(name), "inflight_batches": load.inflight,
                          "queued_batches": load.queued, **self.autoscaler.readings.get(name, {})}
@@ -255,6 +253,6 @@ class Pools:
             if not pool:
                 return False, f"stage {name} has no actor" + (f" ({self.unplaced[name]})" if name in self.unplaced
                                                               else "")
-            if len(pool) < self.specs[name][1] and name in self.unplaced:
+            if len(pool) < self.specs[name].pool_min and name in self.unplaced:
                 return False, f"stage {name} below its min: {self.unplaced[name]}"
         return True, "placed"

@@ -120,7 +120,7 @@ class IngestWorker:
     def __init__(self, settings: WorkerSettings, index: int, pools: dict[str, list] | None = None) -> None:
         self.s = settings
         self.index = index
-        self.stages = [PoolClient(name, (pools or {}).get(name, [])) for name, *_ in settings.stage_settings()]
+        self.stages = [PoolClient(st.name, (pools or {}).get(st.name, [])) for st in settings.stage_settings()]
         self.limits = Limits(settings.max_text_chars, settings.max_image_bytes)
         self.metrics = MetricsBuffer()
         self.tracker = OffsetTracker()

@@ -9,7 +9,7 @@ With the gate on the chain is prescore -> rationale -> score:
   untouched (their processor never sees them) and keep their text-only aspects.
 
 Which stage decides and which follow is configuration (`GateRole`, from
-`WorkerSettings.stage_gate_role`), not names the stage runner checks.
+`StageSpec.gate_role` from `WorkerSettings.stage_settings()`), not names the stage runner checks.
 
 Without the gate no item carries a decision (rationale_wanted None) and every stage takes every
 post, as before. The decisions are counted in the prescore actors' own Prometheus metrics.
