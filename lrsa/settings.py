@@ -212,3 +212,13 @@ def _flag_type(annotation: Any) -> tuple[type | None, tuple | None]:
     if isinstance(annotation, type) and origin is None:
         return annotation, None
     return None, None
+
+
+def settings_slice(cls: type, settings: Any, prefix: str, **overrides: Any) -> Any:
+    """Dataclass `cls` built from the settings fields named `<prefix><field>` (e.g. ScalingPolicy
+    from WorkerSettings' `pool_*`), so a policy class never copies settings field by field and a
+    field added to one without the other fails at once (AttributeError naming it)."""
+    import dataclasses
+
+    return cls(**{f.name: getattr(settings, prefix + f.name)
+                  for f in dataclasses.fields(cls) if f.name not in overrides}, **overrides)

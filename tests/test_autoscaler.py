@@ -196,3 +196,29 @@ def test_pools_end_a_scaled_down_actor_only_after_the_acks_and_its_last_batch(mo
     assert killed == ["b"]
     pools.finish_draining(busy, now=60.0)
     assert killed == ["b", "c"]
+
+
+def test_policy_and_shift_params_are_slices_of_their_settings():
+    """ScalingPolicy is WorkerSettings' pool_* fields and ShiftParams AggregateSettings' alert_*
+    (lrsa.settings.settings_slice): every field comes across, and a policy field without a
+    setting fails at once, naming it."""
+    import dataclasses
+
+    from lrsa.settings import settings_slice
+    from workers.aggregate.config import AggregateSettings
+    from workers.config import WorkerSettings
+
+    s = WorkerSettings(pool_grow_after_s=7.5, pool_down_cooldown_s=99.0, pool_grow_lag_min=123)
+    policy = ScalingPolicy.from_settings(s)
+    assert all(getattr(policy, f.name) == getattr(s, "pool_" + f.name) for f in dataclasses.fields(policy))
+    assert (policy.grow_after_s, policy.down_cooldown_s, policy.grow_lag_min) == (7.5, 99.0, 123)
+    a = AggregateSettings(alert_z_fire=4.5, alert_min_mentions=3, watchlist="Acme, Delta Air Lines")
+    shift = a.shift_params()
+    assert (shift.z_fire, shift.min_mentions, shift.watchlist) == (4.5, 3, ("Acme", "Delta Air Lines"))
+
+    @dataclasses.dataclass
+    class Extra:
+        grow_after_s: float
+        not_a_setting: int = 0
+    with pytest.raises(AttributeError, match="pool_not_a_setting"):
+        settings_slice(Extra, s, "pool_")

@@ -10,6 +10,7 @@ from pydantic_settings import SettingsConfigDict
 from lrsa.aggregates import parse_windows
 from lrsa.shift import ShiftParams
 from lrsa.paths import state_dir
+from lrsa.settings import settings_slice
 from lrsa.stack_env import bootstrap_field
 from workers.config import KafkaClientSettings
 
@@ -80,8 +81,5 @@ class AggregateSettings(KafkaClientSettings):
         return parse_windows(self.alert_window)[0]
 
     def shift_params(self) -> ShiftParams:
-        return ShiftParams(
-            baseline_windows=self.alert_baseline_windows, min_mentions=self.alert_min_mentions,
-            min_baseline_mentions=self.alert_min_baseline_mentions, z_fire=self.alert_z_fire,
-            z_resolve=self.alert_z_resolve, min_share_delta=self.alert_min_share_delta,
-            watchlist=tuple(w.strip() for w in self.watchlist.split(",") if w.strip()))
+        return settings_slice(ShiftParams, self, "alert_",
+                              watchlist=tuple(w.strip() for w in self.watchlist.split(",") if w.strip()))

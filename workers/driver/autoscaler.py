@@ -34,7 +34,7 @@ from typing import Any
 
 from pydantic import Field
 
-from lrsa.settings import LrsaSettings
+from lrsa.settings import LrsaSettings, settings_slice
 
 
 class AutoscaleSettings(LrsaSettings):
@@ -74,12 +74,7 @@ class ScalingPolicy:
     @classmethod
     def from_settings(cls, s: Any) -> ScalingPolicy:
         """From WorkerSettings (its pool_* fields)."""
-        return cls(grow_after_s=s.pool_grow_after_s, shrink_after_s=s.pool_shrink_after_s,
-                   grow_occupancy=s.pool_grow_occupancy, grow_backlog_per_actor=s.pool_grow_backlog_per_actor,
-                   grow_lag_rate=s.pool_grow_lag_rate, grow_lag_min=s.pool_grow_lag_min,
-                   shrink_occupancy=s.pool_shrink_occupancy,
-                   shrink_backlog_per_actor=s.pool_shrink_backlog_per_actor,
-                   up_cooldown_s=s.pool_up_cooldown_s, down_cooldown_s=s.pool_down_cooldown_s)
+        return settings_slice(cls, s, "pool_")
 
 
 @dataclass
