@@ -106,11 +106,26 @@ def test_a_dropped_join_is_repaired(join_done, waited_s, want) -> None:
     assert got == want
 
 
+def _recording(worker: IngestWorker) -> list[tuple[str, set, float]]:
+    """Wrap the worker's listener entry: (kind, partitions, seconds it took) of every callback."""
+    calls: list[tuple[str, set, float]] = []
+    inner = worker.handle_rebalance
+
+    async def record(request):
+        start = time.monotonic()
+        try:
+            await inner(request)
+        finally:
+            calls.append((request.kind, {tp.partition for tp in request.partitions}, time.monotonic() - start))
+    worker.handle_rebalance = record
+    return calls
+
+
 @pytest.mark.kafka
 @pytest.mark.ray
 def test_work_dropped_at_a_hand_over_is_read_again(kafka_bootstrap, kafka_topic, monkeypatch) -> None:
-    """A slow stage outlasts the revoke's drain (half a session timeout): the worker drops that
-    work uncommitted. The partition it gets back keeps the client's fetch position, past the
+    """A slow stage outlasts the revoke's drain (--rebalance-drain-s, 1 s here): the hand-over
+    returns within it, committing what is done and dropping the rest uncommitted. The partition it gets back keeps the client's fetch position, past the
     dropped records; the worker must read them again, so every good post still gets a result."""
     import ray
 
@@ -120,16 +135,17 @@ def test_work_dropped_at_a_hand_over_is_read_again(kafka_bootstrap, kafka_topic,
     data = make_dataset(120, 0, seed=12)
     topics = {"in": kafka_topic("rw-in", 2), "out": kafka_topic("rw-out", 1), "dlq": kafka_topic("rw-dlq", 1)}
     group = f"rewind-{time.monotonic_ns()}"
-    monkeypatch.setenv("LRSA_TEST_STAGE_DELAY_S", "0.25")  # a batch of 8 takes 2 s; the drain gets 3 s
+    monkeypatch.setenv("LRSA_TEST_STAGE_DELAY_S", "0.25")  # a batch of 8 takes 2 s; the drain gets 1 s
     monkeypatch.setenv("PYTHONPATH", f"{TESTS_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False)
     try:
         settings = WorkerSettings(bootstrap_servers=kafka_bootstrap, input_topic=topics["in"],
                                   output_topic=topics["out"], dlq_topic=topics["dlq"], group_id=group,
                                   session_timeout_ms=6000, rationale_enabled=True, rationale_processor=ECHO_STAGE,
-                                  batch_size=8, max_inflight_batches=4)
+                                  batch_size=8, max_inflight_batches=4, rebalance_drain_s=1.0)
         pools = {"rationale": start_pool("rationale", ECHO_STAGE, 1, 0.5, 0.0)}
         worker = IngestWorker(settings, index=0, pools=pools)
+        calls = _recording(worker)
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
         try:
@@ -151,3 +167,7 @@ def test_work_dropped_at_a_hand_over_is_read_again(kafka_bootstrap, kafka_topic,
             thread.join(60)
     finally:
         ray.shutdown()
+    revokes = [took for kind, parts, took in calls if kind == "revoked" and parts]
+    print(f"revoke hand-overs took {[round(t, 2) for t in revokes]} s (--rebalance-drain-s 1)")
+    assert revokes and max(revokes) < 1.0 + 1.5  # the drain's budget plus the commit's round trip
+

@@ -38,7 +38,8 @@ class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
     FLAG_GROUPS: ClassVar[dict[str, tuple[str, ...]]] = {
         "Kafka connection": ("bootstrap_servers", "input_topic", "output_topic", "dlq_topic", "group_id",
                              "auto_offset_reset", "kafka_connect_timeout_s", "session_timeout_ms",
-                             "max_message_bytes", "metadata_max_age_ms"),
+                             "rebalance_drain_s", "max_message_bytes",
+                             "metadata_max_age_ms"),
         "Kafka security (TLS, SASL)": ("kafka_*",),
         "stages": ("rationale_*", "score_*", "scorer_*", "result_text", "entity_aliases", "max_text_chars",
                    "max_image_bytes"),
@@ -58,6 +59,10 @@ class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
 
     session_timeout_ms: int = Field(45_000, ge=6000, description="consumer group session timeout: how soon "
                                     "the partitions of a crashed member move to another")
+    rebalance_drain_s: float = Field(5.0, gt=0, description="at a rebalance, how long the revoke hand-over may "
+                                     "finish in-flight batches before it commits what is done and leaves the rest "
+                                     "to be read again (the client's heartbeats wait meanwhile, so at most half the "
+                                     "session timeout is used)")
     ingest_actors: int = Field(1, ge=1, description="ingest actors = consumer group members (partitions spread over them)")
     ingest_num_cpus: float = Field(0.5, ge=0, description="Ray CPUs reserved per ingest actor")
     ingest_stall_s: float | None = Field(None, gt=0, description="an ingest actor whose loop has not ticked for "

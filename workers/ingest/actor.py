@@ -386,7 +386,7 @@ class IngestWorker:
                 time.sleep(0.002)
         return True
 
-    def _hand_over(self, timeout_s: float | None = None, commit_offsets: Callable[[dict], Any] | None = None) -> None:
+    def _hand_over(self, timeout_s: float | None = None, commit_offsets: Callable[[dict], Any] | None = None) -> int:
         """Before stopping or losing partitions: finish in-flight work and commit; if a stage is
         still failing after the timeout (drain_timeout_s), commit only what is done and drop the
         rest, which the next owner of the partitions (or a restart) fetches again from the
@@ -394,7 +394,7 @@ class IngestWorker:
         timeout_s = self.s.drain_timeout_s if timeout_s is None else timeout_s
         if self._drain(timeout_s=timeout_s):
             self._commit(commit_offsets)
-            return
+            return 0
         sched = self.scheduler
         batches = len(sched.batches)
         dropped = sum(len(b.items) for b in sched.batches) + len(sched.pending)
@@ -407,6 +407,7 @@ class IngestWorker:
             self._commit(commit_offsets)
         sched.drop_all()
         self._originals.clear()
+        return dropped
 
     # ---- rebalances (IO thread, while the loop thread is parked in poll(): see the module docstring) --
 
@@ -430,21 +431,28 @@ class IngestWorker:
     async def on_revoked(self, revoked: list[TopicPartition]) -> None:
         """Before another member takes these partitions: finish and commit what we have.
 
-        Runs on the consumer's IO thread, whose heartbeats wait meanwhile: the drain gets half a
-        session timeout (the rest is redone by the next owner), and the commit is sent without
-        blocking and then awaited."""
+        Runs on the consumer's IO thread, whose heartbeats wait meanwhile: the drain gets
+        --rebalance-drain-s (5 s; at most half a session timeout), then what is done is committed
+        (sent without blocking, then awaited) and the rest is dropped, to be read again by the
+        next owner (eager hand-overs revoke every partition; any this member gets back is rewound
+        in `rewind`)."""
         log.info("ingest %d losing %s; draining and committing", self.index,
                  sorted((tp.topic, tp.partition) for tp in revoked))
         sent = []
+        dropped = 0
+        start = time.monotonic()
         try:
-            self._hand_over(timeout_s=min(self.s.drain_timeout_s, self.s.session_timeout_ms / 2000),
-                            commit_offsets=lambda offsets: sent.append(self.consumer.commit_async(offsets)))
+            dropped = self._hand_over(
+                timeout_s=min(self.s.rebalance_drain_s, self.s.drain_timeout_s, self.s.session_timeout_ms / 2000),
+                commit_offsets=lambda offsets: sent.append(self.consumer.commit_async(offsets)))
             for future in sent:
                 await future
         except Exception:  # the group moved on: at-least-once redelivers what was not committed
             log.exception("commit on revoke failed")
         self._restart_points = self.tracker.restart_points(revoked)
         self._forget(revoked)
+        log.info("ingest %d handed over %d partition(s) in %.2fs (%d posts left to be read again)", self.index,
+                 len(revoked), time.monotonic() - start, dropped)
 
     def rewind(self, assigned) -> None:
         """A partition handed back to this member keeps the client's fetch position, which is past
