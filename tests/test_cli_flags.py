@@ -167,3 +167,21 @@ def test_run_scores_by_default(monkeypatch):
     s = settings_from_args(WorkerSettings, PARSER.parse_args(["run"]))
     assert [name for name, *_ in s.stage_settings()] == ["score"]
     assert PARSER.parse_args(["run", "--serve"]).serve is True
+
+
+# Settings classes that are parts of others (mixins and bases), not a command's own settings.
+SETTINGS_PARTS = {"LrsaSettings", "KafkaSecurity", "AutoscaleSettings", "ControlTokenSettings", "ControlSettings",
+                  "DataSettings", "RationaleSettings"}
+
+
+def test_the_configuration_reference_covers_every_commands_settings():
+    """docs/configuration.md (lrsa_cli/reference.py) has a table for every settings class a
+    command builds: building the parser imports them all."""
+    from lrsa.settings import _settings_classes
+    from lrsa_cli.main import build_parser
+    from lrsa_cli.reference import SETTINGS
+
+    build_parser()
+    listed = {path.split(":")[1] for _, path in SETTINGS}
+    commands = {c.__name__ for c in _settings_classes()} - SETTINGS_PARTS
+    assert commands - listed == set()
