@@ -171,3 +171,73 @@ def test_work_dropped_at_a_hand_over_is_read_again(kafka_bootstrap, kafka_topic,
     print(f"revoke hand-overs took {[round(t, 2) for t in revokes]} s (--rebalance-drain-s 1)")
     assert revokes and max(revokes) < 1.0 + 1.5  # the drain's budget plus the commit's round trip
 
+
+
+@pytest.mark.kafka
+def test_cooperative_hand_over_moves_only_the_partitions_that_move(kafka_bootstrap, kafka_topic) -> None:
+    """--partition-assignment cooperative-sticky (KIP-429): a member joining and then leaving a
+    running worker's group costs the worker only the partitions that move. The worker is never
+    revoked a partition it keeps, keeps consuming through both hand-overs (its longest pause is
+    printed and bounded), and every post gets an output."""
+    data = make_dataset(1600, 0, seed=21)
+    topics = {"in": kafka_topic("coop-in", 4), "out": kafka_topic("coop-out", 1), "dlq": kafka_topic("coop-dlq", 1)}
+    group = f"coop-{time.monotonic_ns()}"
+    common = dict(bootstrap_servers=kafka_bootstrap, input_topic=topics["in"], output_topic=topics["out"],
+                  dlq_topic=topics["dlq"], group_id=group, session_timeout_ms=8000, rebalance_drain_s=2.0,
+                  partition_assignment="cooperative-sticky", poll_max_records=20)
+    first = IngestWorker(WorkerSettings(**common), index=0)
+    calls = _recording(first)
+    threads = [threading.Thread(target=first.run, daemon=True)]
+    threads[0].start()
+    second = None
+    progress: list[tuple[float, int, bool]] = []  # (time, posts the first worker consumed, feed running)
+
+    def owned(worker) -> int:
+        consumer = getattr(worker, "consumer", None) if worker is not None else None
+        return len(consumer.assignment()) if consumer is not None else 0
+
+    def watch(until, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            progress.append((time.monotonic(), first.consumed, feeder.is_alive()))
+            if until():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def feed() -> None:  # a steady stream for about 20 s: 20 posts every 0.25 s
+        for i in range(0, len(data.values), 20):
+            produce(kafka_bootstrap, topics["in"], data.values[i:i + 20])
+            time.sleep(0.25)
+    feeder = threading.Thread(target=feed, daemon=True)
+    try:
+        wait_for(lambda: owned(first) == 4, 60, what="the first worker to own all 4 partitions")
+        feeder.start()
+        wait_for(lambda: first.consumed > 100, 30, what="the first worker to consume")
+        second = IngestWorker(WorkerSettings(**common), index=1)
+        threads.append(threading.Thread(target=second.run, daemon=True))
+        threads[1].start()
+        assert watch(lambda: (owned(first), owned(second)) == (2, 2), 60), (owned(first), owned(second), calls)
+        watch(lambda: False, 2)
+        second.stop()
+        threads[1].join(60)
+        assert watch(lambda: owned(first) == 4, 60), ("the first worker did not get the partitions back", calls)
+        feeder.join(120)
+        wait_for(lambda: first.consumed + second.consumed >= len(data.values), 60, what="every post consumed")
+        before_stop = list(calls)  # the stop revokes everything, as it should
+    finally:
+        first.stop()
+        threads[0].join(60)
+        if second is not None:
+            second.stop()
+    revokes = [parts for kind, parts, _ in before_stop if kind == "revoked"]
+    assert revokes == [{2, 3}] or (revokes and all(len(parts) <= 2 for parts in revokes)), calls  # only what moves
+    run, longest = 0.0, 0.0  # the longest stretch without the first worker consuming while posts arrive
+    for a, b in zip(progress, progress[1:]):
+        run = run + (b[0] - a[0]) if b[1] == a[1] and b[2] else 0.0
+        longest = max(longest, run)
+    assert sum(1 for *_, feeding in progress if feeding) > 40  # the hand-overs happened under the feed
+    print(f"first worker's longest pause during the hand-overs: {longest:.2f}s; callbacks: {calls}")
+    assert longest < 5.0
+    outputs = read_all(kafka_bootstrap, topics["out"])
+    assert {r.key.decode() for r in outputs} == data.good_ids  # nothing lost (at-least-once: repeats allowed)

@@ -7,7 +7,7 @@ Every field is an env var LRSA_<FIELD> and (for the commands that expose it) a f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 from pydantic import Field, model_validator
 
@@ -38,7 +38,7 @@ class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
     FLAG_GROUPS: ClassVar[dict[str, tuple[str, ...]]] = {
         "Kafka connection": ("bootstrap_servers", "input_topic", "output_topic", "dlq_topic", "group_id",
                              "auto_offset_reset", "kafka_connect_timeout_s", "session_timeout_ms",
-                             "rebalance_drain_s", "max_message_bytes",
+                             "partition_assignment", "rebalance_drain_s", "max_message_bytes",
                              "metadata_max_age_ms"),
         "Kafka security (TLS, SASL)": ("kafka_*",),
         "stages": ("rationale_*", "score_*", "scorer_*", "result_text", "entity_aliases", "max_text_chars",
@@ -59,6 +59,10 @@ class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
 
     session_timeout_ms: int = Field(45_000, ge=6000, description="consumer group session timeout: how soon "
                                     "the partitions of a crashed member move to another")
+    partition_assignment: Literal["eager", "cooperative-sticky"] = Field(
+        "eager", description="how the group moves partitions: eager (range/round-robin; every member gives up "
+        "all its partitions at each change, then gets some back) or cooperative-sticky (KIP-429: only the "
+        "partitions that move are revoked, the others keep flowing; every member of the group must use it)")
     rebalance_drain_s: float = Field(5.0, gt=0, description="at a rebalance, how long the revoke hand-over may "
                                      "finish in-flight batches before it commits what is done and leaves the rest "
                                      "to be read again (the client's heartbeats wait meanwhile, so at most half the "
@@ -187,6 +191,13 @@ class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
 
             self.entity_aliases = self.entity_aliases.resolve()  # the actors may run elsewhere on this host
             EntityNormaliser.from_file(self.entity_aliases)
+        return self
+
+    @model_validator(mode="after")
+    def _cooperative_is_at_least_once(self) -> WorkerSettings:
+        if self.exactly_once and self.partition_assignment != "eager":
+            raise ValueError("partition_assignment cooperative-sticky is not supported with exactly_once yet (a "
+                             "transaction spans every partition of the member); use eager")
         return self
 
     @model_validator(mode="after")

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import AsyncConsumerRebalanceListener, TopicPartition
+from kafka.errors import CommitFailedError, RebalanceInProgressError
 
 from lrsa.schemas import ErrorInfo, SourceRef
 from lrsa.validation import BadPost, Limits, parse_post
@@ -169,7 +170,9 @@ class IngestWorker:
                                           auto_offset_reset=s.auto_offset_reset,
                                           max_poll_records=s.poll_max_records,
                                           session_timeout_ms=s.session_timeout_ms,
-                                          heartbeat_interval_ms=min(3000, s.session_timeout_ms // 4))
+                                          heartbeat_interval_ms=min(3000, s.session_timeout_ms // 4),
+                                          partition_assignment_strategy=kafka_io.assignment_strategy(
+                                              s.partition_assignment))
         self._await_input_partitions()
         self._subscribe()
         log.info("ingest %d consuming %s as group %s (%s)", self.index, s.input_topic, s.group_id,
@@ -369,7 +372,13 @@ class IngestWorker:
         """Commit what is acknowledged; `commit_offsets` replaces the blocking consumer.commit."""
         self._last_commit = time.monotonic()
         self._barrier = False
-        self.committer.commit(commit_offsets or self.consumer.commit, self.consumer.group_metadata)
+        try:
+            self.committer.commit(commit_offsets or self.consumer.commit, self.consumer.group_metadata)
+        except (RebalanceInProgressError, CommitFailedError) as e:
+            # The group is moving partitions (a cooperative rebalance runs while this loop keeps
+            # consuming): nothing was committed; the offsets stay pending and the next commit, after
+            # the rebalance, sends them. Revoked ones are committed by the revoke hand-over.
+            log.info("ingest %d: commit deferred, the group is rebalancing (%s)", self.index, type(e).__name__)
 
     def _drain(self, timeout_s: float | None = None) -> bool:
         """Finish every batch in flight (no new fetches meanwhile); False if time ran out."""
@@ -415,7 +424,8 @@ class IngestWorker:
         """The listener's one entry: do what the loop would do for this rebalance request, now,
         before the client goes on (the loop thread is blocked in poll() or close() meanwhile)."""
         if request.kind == "revoked":
-            self.rebalance_started = time.monotonic()
+            if self.s.partition_assignment == "eager":  # eager: a revoke opens the rebalance; cooperative:
+                self.rebalance_started = time.monotonic()  # it comes with the join's result, which is done
             if request.partitions:
                 await self.on_revoked(list(request.partitions))
         elif request.kind == "lost":
@@ -449,8 +459,15 @@ class IngestWorker:
                 await future
         except Exception:  # the group moved on: at-least-once redelivers what was not committed
             log.exception("commit on revoke failed")
+        kept = [tp for tp in self.consumer.assignment() if tp not in set(revoked)] if dropped else []
         self._restart_points = self.tracker.restart_points(revoked)
+        kept_restarts = self.tracker.restart_points(kept)
         self._forget(revoked)
+        self._forget(list(kept_restarts))  # their dropped work is read again from the restart point
+        for tp, offset in kept_restarts.items():  # (cooperative: the partitions this member keeps)
+            log.info("ingest %d: re-reading kept %s from offset %d after the hand-over", self.index,
+                     (tp.topic, tp.partition), offset)
+            self.consumer.seek(tp, offset)
         log.info("ingest %d handed over %d partition(s) in %.2fs (%d posts left to be read again)", self.index,
                  len(revoked), time.monotonic() - start, dropped)
 

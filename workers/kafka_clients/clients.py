@@ -154,3 +154,17 @@ class GroupLag:
     def close(self) -> None:
         self._admin.close()
         self._consumer.close()
+
+
+def assignment_strategy(name: str) -> tuple:
+    """kafka-python's assignors for WorkerSettings.partition_assignment: eager = its default
+    (range, then round-robin); cooperative-sticky = KIP-429 incremental hand-overs."""
+    from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+    from kafka.coordinator.assignors.range import RangePartitionAssignor
+    from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+
+    if name == "cooperative-sticky":
+        return (CooperativeStickyAssignor,)
+    if name == "eager":
+        return (RangePartitionAssignor, RoundRobinPartitionAssignor)
+    raise ValueError(f"unknown partition assignment {name!r}: eager or cooperative-sticky")
