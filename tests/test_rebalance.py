@@ -241,3 +241,45 @@ def test_cooperative_hand_over_moves_only_the_partitions_that_move(kafka_bootstr
     assert longest < 5.0
     outputs = read_all(kafka_bootstrap, topics["out"])
     assert {r.key.decode() for r in outputs} == data.good_ids  # nothing lost (at-least-once: repeats allowed)
+
+
+@pytest.mark.kafka
+def test_a_static_member_restarted_within_the_session_timeout_moves_nothing(kafka_bootstrap, kafka_topic) -> None:
+    """--static-membership (KIP-345): a member that stops and comes back under the same instance
+    id within the session timeout gets its own partitions back, and the other member is never
+    revoked anything (no rebalance of the group)."""
+    topics = {"in": kafka_topic("static-in", 4), "out": kafka_topic("static-out", 1),
+              "dlq": kafka_topic("static-dlq", 1)}
+    group = f"static-{time.monotonic_ns()}"
+    common = dict(bootstrap_servers=kafka_bootstrap, input_topic=topics["in"], output_topic=topics["out"],
+                  dlq_topic=topics["dlq"], group_id=group, session_timeout_ms=20000, static_membership=True)
+
+    def start(instance: str) -> tuple[IngestWorker, threading.Thread]:
+        worker = IngestWorker(WorkerSettings(**common, instance_id=instance), index=0)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        return worker, thread
+
+    def owned(worker) -> set[int]:
+        consumer = getattr(worker, "consumer", None)
+        return {tp.partition for tp in consumer.assignment()} if consumer is not None else set()
+    first, t1 = start("a")
+    calls = _recording(first)
+    wait_for(lambda: len(owned(first)) == 4, 60, what="the first member to own all 4 partitions")
+    second, t2 = start("b")
+    try:
+        wait_for(lambda: len(owned(first)) == 2 and len(owned(second)) == 2, 60, what="2 partitions each")
+        theirs = owned(second)
+        settled = len(calls)
+        second.stop()
+        t2.join(60)
+        second, t2 = start("b")  # the same instance id, well inside the 20 s session timeout
+        wait_for(lambda: owned(second) == theirs, 30, what="the restarted member to get its partitions back")
+        time.sleep(3)
+        assert owned(first) == {0, 1, 2, 3} - theirs
+        assert [c for c in calls[settled:] if c[0] in ("revoked", "lost")] == [], calls
+    finally:
+        first.stop()
+        second.stop()
+        t1.join(60)
+        t2.join(60)

@@ -38,7 +38,7 @@ class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
     FLAG_GROUPS: ClassVar[dict[str, tuple[str, ...]]] = {
         "Kafka connection": ("bootstrap_servers", "input_topic", "output_topic", "dlq_topic", "group_id",
                              "auto_offset_reset", "kafka_connect_timeout_s", "session_timeout_ms",
-                             "partition_assignment", "rebalance_drain_s", "max_message_bytes",
+                             "partition_assignment", "rebalance_drain_s", "static_membership", "max_message_bytes",
                              "metadata_max_age_ms"),
         "Kafka security (TLS, SASL)": ("kafka_*",),
         "stages": ("rationale_*", "score_*", "scorer_*", "result_text", "entity_aliases", "max_text_chars",
@@ -63,6 +63,11 @@ class WorkerSettings(AutoscaleSettings, ControlSettings, KafkaClientSettings):
         "eager", description="how the group moves partitions: eager (range/round-robin; every member gives up "
         "all its partitions at each change, then gets some back) or cooperative-sticky (KIP-429: only the "
         "partitions that move are revoked, the others keep flowing; every member of the group must use it)")
+    static_membership: bool = Field(False, description="KIP-345: each ingest actor joins with a stable "
+                                    "group.instance.id (<group>-<instance>-ingest-<n>, --instance-id as in "
+                                    "exactly-once), so a member restarted within the session timeout gets its "
+                                    "partitions back without a rebalance of the group; a member that stops for "
+                                    "good is only replaced after the session timeout")
     rebalance_drain_s: float = Field(5.0, gt=0, description="at a rebalance, how long the revoke hand-over may "
                                      "finish in-flight batches before it commits what is done and leaves the rest "
                                      "to be read again (the client's heartbeats wait meanwhile, so at most half the "

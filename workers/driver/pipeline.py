@@ -107,8 +107,9 @@ class Pipeline:
             return 2
         self.pools = pools
         self.control_plane.restore_bounds(pools)
-        # exactly-once: this driver's identity in the group, the base of its transactional ids
-        member = MemberId(s.group_id, s.instance_id) if s.exactly_once else None
+        # exactly-once or static membership: this driver's identity in the group, the base of its
+        # transactional ids and group instance ids
+        member = MemberId(s.group_id, s.instance_id) if s.exactly_once or s.static_membership else None
         # what the ingest actors get: the password itself, not the driver's file (they may run elsewhere)
         settings = {**s.model_dump(), **s.inline_secrets(), "instance_id": member.instance if member else s.instance_id}
         placement = {"resources": parse_resources(s.ingest_resources)} if s.ingest_resources else {}

@@ -172,7 +172,9 @@ class IngestWorker:
                                           session_timeout_ms=s.session_timeout_ms,
                                           heartbeat_interval_ms=min(3000, s.session_timeout_ms // 4),
                                           partition_assignment_strategy=kafka_io.assignment_strategy(
-                                              s.partition_assignment))
+                                              s.partition_assignment),
+                                          group_instance_id=transactional_id(s.group_id, s.instance_id, self.index)
+                                          if s.static_membership else None)
         self._await_input_partitions()
         self._subscribe()
         log.info("ingest %d consuming %s as group %s (%s)", self.index, s.input_topic, s.group_id,
