@@ -39,6 +39,7 @@ SETTINGS = [
     ("`lrsa bench gate-curve` (`--json` is a flag only)", "lrsa_cli.gate_curve:GateCurveSettings"),
     ("`lrsa bench pipeline` (`--json` is a flag only)", "workers.bench.pipeline:BenchSettings"),
     ("`lrsa bench scorer` (`--json` is a flag only)", "lrsa_cli.bench_scorer:BenchScorerSettings"),
+    ("`lrsa bench rebalance` (`--json` is a flag only)", "workers.bench.rebalance:RebalanceBenchSettings"),
     ("`lrsa bench scaling` (`--json` is a flag only)", "workers.bench.scaling:ScalingBenchSettings"),
     (f"The scaling benchmark's slow stage ({ENV_ONLY})", "workers.bench.scaling:SlowStageSettings"),
     ("`lrsa bench aggregate` (`--json` is a flag only)", "workers.bench.aggregate:AggregateBenchSettings"),

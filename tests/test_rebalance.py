@@ -283,3 +283,11 @@ def test_a_static_member_restarted_within_the_session_timeout_moves_nothing(kafk
         second.stop()
         t1.join(60)
         t2.join(60)
+
+
+def test_the_rebalance_benchmark_measures_the_longest_gap_inside_its_window() -> None:
+    from workers.bench.rebalance import _longest_gap
+
+    assert _longest_gap([1000, 1500, 4000, 4200], 1000, 5000) == 2.5  # 1.5 s -> 4.0 s
+    assert _longest_gap([], 0, 3000) == 3.0  # nothing output in the window: all of it
+    assert _longest_gap([500, 9000], 1000, 2000) == 1.0  # outputs outside the window do not count

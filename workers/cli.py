@@ -72,6 +72,14 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.set_defaults(func=_bench)
 
+    from workers.bench.rebalance import RebalanceBenchSettings
+
+    p = bench.add_parser("rebalance", help="what group changes cost the stream: members join and leave a running "
+                         "group under a steady feed, eager vs cooperative-sticky (gaps, evictions, duplicates, lost)")
+    add_settings_flags(p, RebalanceBenchSettings)
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.set_defaults(func=_bench_rebalance)
+
 
 def _run(args: argparse.Namespace) -> int:
     from workers.driver.pipeline import run_worker
@@ -154,6 +162,12 @@ def _cluster(action: str, s: StackSettings) -> int:
             return 1
         print(f"{cluster.bootstrap} ({len(running)}/{len(cluster.nodes)} brokers running)")
     return 0
+
+
+def _bench_rebalance(args: argparse.Namespace) -> int:
+    from workers.bench.rebalance import RebalanceBenchSettings, run_bench
+
+    return run_bench(settings_from_args(RebalanceBenchSettings, args), as_json=args.json)
 
 
 def _bench(args: argparse.Namespace) -> int:
