@@ -183,5 +183,6 @@ def test_the_configuration_reference_covers_every_commands_settings():
 
     build_parser()
     listed = {path.split(":")[1] for _, path in SETTINGS}
-    commands = {c.__name__ for c in _settings_classes()} - SETTINGS_PARTS
+    ours = ("lrsa", "workers", "serving", "training", "dashboard")  # not a library's (quixstreams has some)
+    commands = {c.__name__ for c in _settings_classes() if c.__module__.split(".")[0] in ours} - SETTINGS_PARTS
     assert commands - listed == set()

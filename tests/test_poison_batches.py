@@ -5,6 +5,7 @@ as its own process, a stage double that fails every batch holding the poison pos
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -14,6 +15,13 @@ from streaming_helpers import (committed_offsets, end_offsets, ids_of, make_data
 pytestmark = [pytest.mark.kafka, pytest.mark.ray]
 
 POISON_STAGE = "stage_doubles:PoisonProcessor"
+
+
+def handed_over_mid_run(log: str) -> bool:
+    """kafka-python's usual rebalance right after the start handed the partition over mid-bisection:
+    the posts from the unfinished poison on are read again (at-least-once repeats, none lost)."""
+    return re.search(r"handed over \d+ partition\(s\) in [\d.]+s \([1-9]\d* posts left to be read again\)",
+                     log) is not None
 
 
 def run_with_poison(kafka_bootstrap, kafka_topic, tmp_path, name: str, n: int, poison_at: int, kind: str,
@@ -37,8 +45,12 @@ def run_with_poison(kafka_bootstrap, kafka_topic, tmp_path, name: str, n: int, p
     assert wait_exit(worker, 150, log) == 0
     results, letters = read_all(kafka_bootstrap, topics["out"]), read_all(kafka_bootstrap, topics["dlq"])
     results = [r for r in results if r.key != b"warm-up"]
-    assert set(ids_of(results)) == data.good_ids - {poison} and len(results) == n - 1
-    assert list(ids_of(letters)) == [poison] and len(letters) == 1
+    assert set(ids_of(results)) == data.good_ids - {poison}
+    assert set(ids_of(letters)) == {poison}
+    if handed_over_mid_run(log.read_text()):
+        print("a hand-over left work to be read again: repeats allowed")
+    else:
+        assert len(results) == n - 1 and len(letters) == 1
     letter = json.loads(letters[0].value)
     original = json.loads(__import__("base64").b64decode(letter["original_b64"]))
     assert original["id"] == poison  # the original bytes, as consumed
@@ -56,7 +68,7 @@ def test_non_retryable_poison_in_a_batch_of_32_is_isolated_at_once(kafka_bootstr
     assert "cannot process post post-13" in letter["error"]["message"]
     assert "stage rationale" in letter["error"]["message"]
     # bisection, no retries: 32 -> 16 -> 8 -> 4 -> 2 -> 1 is 6 failing calls for a full first batch
-    assert 1 <= len(fails) <= 7, fails
+    assert 1 <= len(fails) <= (14 if handed_over_mid_run(log) else 7), fails
     assert "retry 1 of a batch" not in log
 
 
@@ -69,7 +81,8 @@ def test_transient_poison_exhausts_the_budget_and_the_partition_keeps_flowing(ka
     assert "flaky on post post-5" in letter["error"]["message"]
     # the single post was given its whole budget (3 attempts) before it was dead-lettered
     assert "fails alone" in log and "retry 2 of a batch of 1 " in log
-    assert len([f for f in fails if f.startswith("1 ")]) == 3
+    singles = len([f for f in fails if f.startswith("1 ")])
+    assert singles == 3 or (handed_over_mid_run(log) and singles >= 3), fails
     # while the poison post waited for its retries, the later batches of its partition went through:
     # results of posts after it were acknowledged before its dead letter was written
     later = [r for r in results if int(r.key.decode().split("-")[1]) >= 64]
