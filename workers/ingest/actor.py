@@ -445,9 +445,10 @@ class IngestWorker:
 
         Runs on the consumer's IO thread, whose heartbeats wait meanwhile: the drain gets
         --rebalance-drain-s (5 s; at most half a session timeout), then what is done is committed
-        (sent without blocking, then awaited) and the rest is dropped, to be read again by the
-        next owner (eager hand-overs revoke every partition; any this member gets back is rewound
-        in `rewind`)."""
+        (sent without blocking, then awaited) and the rest is dropped, to be read again: by the
+        next owner for the revoked partitions (one that comes back to this member is rewound in
+        `rewind`), and at once by this member for the partitions it keeps (cooperative hand-overs
+        revoke only the partitions that move)."""
         log.info("ingest %d losing %s; draining and committing", self.index,
                  sorted((tp.topic, tp.partition) for tp in revoked))
         sent = []
@@ -461,7 +462,8 @@ class IngestWorker:
                 await future
         except Exception:  # the group moved on: at-least-once redelivers what was not committed
             log.exception("commit on revoke failed")
-        kept = [tp for tp in self.consumer.assignment() if tp not in set(revoked)] if dropped else []
+        gone = set(revoked)
+        kept = [tp for tp in self.consumer.assignment() if tp not in gone] if dropped else []
         self._restart_points = self.tracker.restart_points(revoked)
         kept_restarts = self.tracker.restart_points(kept)
         self._forget(revoked)
