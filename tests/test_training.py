@@ -82,7 +82,7 @@ def test_real_data_join(data_dir):
 def _train(tiny_data, tiny_ckpt, out, epochs=2, **overrides):
     model, tokenizer = load_checkpoint(tiny_ckpt)
     s = TrainSettings(data_dir=tiny_data, out=out, epochs=epochs, batch_size=8, lr=1e-3, seed=3,
-                      threads=1, cache_dir=None, **overrides)
+                      threads=1, **{"cache_dir": None, **overrides})
     return Trainer(s, model, tokenizer).fit()
 
 

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from pydantic_settings import SettingsConfigDict
 
@@ -165,9 +165,23 @@ class TrainSettings(DataSettings):
     cache_dir: Path | None = Field(Path("runs/cache"), description="where frozen-encoder rationale "
                                    "states are kept for reuse across runs")
     fresh: bool = Field(False, description="ignore OUT/train_state and start over (default: resume)")
+    teacher: Path | None = Field(None, description="distil this checkpoint (e.g. the accurate tier) into the "
+                                 "model: its soft tag labels on every training example, computed once before "
+                                 "training (training/teacher.py), join the gold tags in the loss")
+    teacher_weight: float = Field(0.5, ge=0.0, le=1.0, description="share of the teacher's term in the loss "
+                                  "(the gold tags get the rest)")
+    teacher_temperature: float = Field(2.0, gt=0.0, description="softening temperature of the teacher's and "
+                                       "the student's tag distributions in the distillation term")
     init_from: Path | None = Field(None, description="start from this checkpoint's weights and architecture "
                                    "(fine-tuning, e.g. on other rationales) instead of the pretrained encoder "
                                    "with fresh fusion layers; the optimiser and schedule start afresh")
+
+
+    @model_validator(mode="after")
+    def _teacher_alone(self) -> "TrainSettings":
+        if self.teacher is not None and self.rdrop_alpha:
+            raise ValueError("--teacher and --rdrop-alpha together are not supported: use one")
+        return self
 
 
 class AblationSettings(LrsaSettings):

@@ -24,7 +24,7 @@ from safetensors.torch import load_model
 from tqdm import tqdm
 
 from lrsa import offline_models
-from lrsa.labels import IGNORE_INDEX
+from lrsa.labels import IGNORE_INDEX, NUM_LABELS
 from lrsa.model import FusedSLM, FusedSLMConfig, default_text_encoder, save_checkpoint
 from training import brand_posts
 from training.atomic import replaced_whole
@@ -33,6 +33,7 @@ from training.ema import WeightEMA
 from training.evaluate import DECODING, evaluate, evaluate_targets
 from training.metrics import averaged
 from training.settings import TrainSettings
+from training.teacher import batch_targets, distillation_loss, soft_labels
 
 log = logging.getLogger(__name__)
 STATE_DIR = "train_state"
@@ -120,6 +121,7 @@ class Trainer:
         self.ema = WeightEMA(model, settings.ema_decay) if settings.ema_decay else None
         self.epoch, self.best_f1, self.bad_epochs, self.history = 0, -1.0, 0, []
         self.train_cache, self.dev_caches = None, {}
+        self.teacher_labels: list | None = None  # per example of self.examples, when distilling
 
     # -- state -------------------------------------------------------------------------
 
@@ -176,6 +178,14 @@ class Trainer:
             self.train_cache = MemoryCache.joined([cache(part) for part in parts])
             self.dev_caches = {name: cache(dev) for name, dev in self.dev_sets.items()}
 
+    def _label_with_teacher(self) -> None:
+        """The teacher's soft labels for every training example (self.examples' order)."""
+        if self.s.teacher is not None and self.teacher_labels is None:
+            parts = dict(self.train_parts)
+            if self.tsa_pool:
+                parts["targeted_sentiment"] = self.tsa_pool
+            self.teacher_labels = soft_labels(self.s.teacher, parts, self.s.cache_dir, self.s.eval_batch_size)
+
     def _train_epoch(self) -> float:
         """One pass over the shuffled training set: its mean loss."""
         self.model.train()
@@ -186,9 +196,12 @@ class Trainer:
         for i in bar:
             idx = order[i:i + self.s.batch_size]
             part = [self.examples[j] for j in idx]
-            tensors, _ = make_batch(part, self.tokenizer, self.model.config, self.train_cache, idx)
+            tensors, first_token = make_batch(part, self.tokenizer, self.model.config, self.train_cache, idx)
             weights = torch.tensor([self.s.tsa_loss_weight if ex.partial else 1.0 for ex in part])
-            loss = self._loss(tensors, tensors.pop("labels"), weights)
+            labels = tensors.pop("labels")
+            targets = (batch_targets([self.teacher_labels[j] for j in idx], first_token, (*labels.shape, NUM_LABELS))
+                       if self.teacher_labels is not None else None)
+            loss = self._loss(tensors, labels, weights, targets)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.optimizer.step()
@@ -221,9 +234,16 @@ class Trainer:
         w = tagged if weights is None else tagged * weights[:, None].expand_as(labels).flatten()
         return (per_token * w).sum() / w.sum().clamp_min(1e-9)
 
-    def _loss(self, tensors: dict, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        """The tag loss; with R-Drop, over two dropout draws of the batch (stacked into one
-        forward pass) plus their symmetric KL divergence on the labelled tokens."""
+    def _loss(self, tensors: dict, labels: torch.Tensor, weights: torch.Tensor | None = None,
+              targets: torch.Tensor | None = None) -> torch.Tensor:
+        """The tag loss (mixed with the teacher's term where `targets` are given); with R-Drop,
+        over two dropout draws of the batch (stacked into one forward pass) plus their symmetric
+        KL divergence on the labelled tokens."""
+        if targets is not None:
+            logits = self.model(**tensors)
+            a = self.s.teacher_weight
+            return ((1 - a) * self._tag_loss(logits, labels, weights)
+                    + a * distillation_loss(logits, targets, self.s.teacher_temperature, weights))
         if not self.s.rdrop_alpha:
             return self._tag_loss(self.model(**tensors), labels, weights)
         with self.model.copies_in_batch(2):
@@ -248,6 +268,7 @@ class Trainer:
         start = time.monotonic()
         self.try_resume()
         self._build_caches()
+        self._label_with_teacher()
         stop_reason = "epochs"
         while self.epoch < self.s.epochs:
             t0 = time.monotonic()
