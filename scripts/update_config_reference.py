@@ -1,5 +1,5 @@
 """Rewrite docs/configuration.md's generated reference with `lrsa config-reference`'s output
-(tests/test_readme.py checks that it is current)."""
+(tests/project/test_readme.py checks that it is current)."""
 
 from pathlib import Path
 

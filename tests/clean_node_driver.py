@@ -1,4 +1,4 @@
-"""The driver side of tests/test_stage_settings.py's clean-node test, run in its own Python process.
+"""The driver side of tests/stages/test_stage_settings.py's clean-node test, run in its own Python process.
 
 A pytest process that has already started and shut down several local Rays (earlier tests) once
 saw Ray cancel an actor it had just created on a freshly joined node ("all references to the

@@ -1,4 +1,12 @@
-"""Shared pytest set-up. Fixtures live in plugin modules owned by each area."""
+"""Shared pytest set-up. Fixtures live in plugin modules owned by each area.
+
+The tests mirror the code's rooms, one folder each: core (lrsa/), rationale (lrsa/rationale/),
+training (training/), serving (serving/), ingest (workers/ingest/, workers/kafka_clients/),
+stages (workers/stages/), driver (workers/driver/), aggregate (workers/aggregate/), devstack
+(workers/devstack/), bench (workers/bench/), dashboard (dashboard/), deploy (deploy/), and
+project (the whole: CLI flags, README and reference, layering, import cycles, end to end).
+Fixtures, doubles and helpers shared across rooms stay here, in this folder, which is on
+`sys.path` for every room (repo_paths.py says where the checkout is)."""
 
 from __future__ import annotations
 

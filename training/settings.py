@@ -170,6 +170,8 @@ class TrainSettings(DataSettings):
                                  "training (training/teacher.py), join the gold tags in the loss")
     teacher_weight: float = Field(0.5, ge=0.0, le=1.0, description="share of the teacher's term in the loss "
                                   "(the gold tags get the rest)")
+    teacher_text_only: bool = Field(True, description="the teacher reads the post text only (one encoder pass a "
+                                    "post, as the text-only worker serves); off: also the rationale and description")
     teacher_temperature: float = Field(2.0, gt=0.0, description="softening temperature of the teacher's and "
                                        "the student's tag distributions in the distillation term")
     init_from: Path | None = Field(None, description="start from this checkpoint's weights and architecture "

@@ -1,9 +1,10 @@
 """Soft labels from a teacher checkpoint, for distilling it into the model being trained (issue 29, item 4).
 
 The teacher (e.g. the accurate tier, the fused SLM on all-mpnet-base-v2) reads every training
-example once, before training, with the example's own streams (post text, and the rationale and
-image description where the example has them: the student sees them for half the posts and the
-teacher is more often right with them). For each word it gives its tag log-probabilities
+example once, before training: the post text only by default (`text_only`), as the cheap default
+worker serves and as the accurate tier was selected (`--dev-text-only`), at one encoder pass a post
+instead of three; with `text_only=False` also the rationale and image description where the
+example has them. For each word it gives its tag log-probabilities
 [num_words, NUM_LABELS] at the word's first sub-word, in its own tokenisation, so a teacher and a
 student with different tokenisers (MPNet, MiniLM) still meet at the word. A word the teacher's
 `max_text_len` cut off gets no soft label.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -52,8 +54,11 @@ def weights_digest(checkpoint: Path) -> str:
 
 
 @torch.no_grad()
-def _label_part(model, tokenizer, examples: list[Example], batch_size: int, desc: str) -> list[torch.Tensor]:
+def _label_part(model, tokenizer, examples: list[Example], batch_size: int, desc: str,
+                text_only: bool) -> list[torch.Tensor]:
     out: list[torch.Tensor] = []
+    if text_only:
+        examples = [replace(e, rationale=None, description=None) for e in examples]
     for i in tqdm(range(0, len(examples), batch_size), desc=f"teacher labels: {desc}", unit="batch"):
         part = examples[i:i + batch_size]
         tensors, first_token = make_batch(part, tokenizer, model.config)
@@ -68,7 +73,7 @@ def _label_part(model, tokenizer, examples: list[Example], batch_size: int, desc
 
 
 def soft_labels(checkpoint: Path, parts: dict[str, list[Example]], cache_dir: Path | None,
-                batch_size: int = 32) -> list[torch.Tensor]:
+                batch_size: int = 32, text_only: bool = True) -> list[torch.Tensor]:
     """The teacher's word log-probabilities (float16; NaN rows: no label) for every example of
     `parts`, in order, as one list. Parts already on disk are read, not recomputed."""
     from lrsa.model import load_checkpoint
@@ -77,7 +82,7 @@ def soft_labels(checkpoint: Path, parts: dict[str, list[Example]], cache_dir: Pa
     model = tokenizer = None
     labels: list[torch.Tensor] = []
     for name, examples in parts.items():
-        spec = [digest, [[e.words, e.rationale, e.description] for e in examples]]
+        spec = [digest, [e.words if text_only else [e.words, e.rationale, e.description] for e in examples]]
         key = hashlib.sha1(json.dumps(spec).encode()).hexdigest()[:16]
         path = Path(cache_dir) / f"teacher-{key}.pt" if cache_dir else None
         if path and path.exists():
@@ -88,7 +93,7 @@ def soft_labels(checkpoint: Path, parts: dict[str, list[Example]], cache_dir: Pa
                 log.info("labelling the training set with the teacher %s", checkpoint)
                 model, tokenizer = load_checkpoint(checkpoint)
                 model.eval()
-            part = _label_part(model, tokenizer, examples, batch_size, name)
+            part = _label_part(model, tokenizer, examples, batch_size, name, text_only)
             if path:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with replaced_whole(path) as tmp:

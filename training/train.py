@@ -184,7 +184,8 @@ class Trainer:
             parts = dict(self.train_parts)
             if self.tsa_pool:
                 parts["targeted_sentiment"] = self.tsa_pool
-            self.teacher_labels = soft_labels(self.s.teacher, parts, self.s.cache_dir, self.s.eval_batch_size)
+            self.teacher_labels = soft_labels(self.s.teacher, parts, self.s.cache_dir, self.s.eval_batch_size,
+                                              self.s.teacher_text_only)
 
     def _train_epoch(self) -> float:
         """One pass over the shuffled training set: its mean loss."""

@@ -11,5 +11,5 @@
 Beside the rooms: `config.py` (the settings of `lrsa run`), `metrics.py` (the worker's Prometheus
 metrics, shared by the ingest actors, the pools and the driver) and the command modules `cli.py`,
 `aggregate_cli.py`, `control_cli.py`, which compose the rooms into `lrsa` commands.
-tests/test_layering.py holds one rule per room: what it may import.
+tests/project/test_layering.py holds one rule per room: what it may import.
 """
