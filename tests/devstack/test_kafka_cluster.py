@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import sys
 
 import pytest
@@ -74,6 +75,47 @@ def test_topics_are_replicated_with_a_majority_in_sync(cluster) -> None:
         assert "min.insync.replicas" in text and "20971520" in text  # max.message.bytes of the clients
     finally:
         admin.close()
+
+
+def test_the_group_lag_probe_finds_the_new_coordinator_after_its_broker_dies(cluster) -> None:
+    """The root cause of the broker-kill hang (issue 31 item 2): kafka-python's admin client keeps a
+    group's coordinator id for life, so after that broker died `lrsa run --exit-when-idle` asked the
+    dead node for the group's offsets forever and never exited, its work long done. GroupLag now
+    drops its admin client after a failure; the next call finds the new coordinator."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    from workers.config import KafkaClientSettings
+    from workers.kafka_clients.clients import GroupLag
+
+    topic, group = "k3-lag-probe", "k3-lag-probe-group"
+    create_topics(cluster.bootstrap, [topic], 2, cluster.replication)
+    produce(cluster.bootstrap, topic, [(str(i).encode(), b"{}") for i in range(10)])
+    member = KafkaConsumer(bootstrap_servers=cluster.bootstrap.split(","), group_id=group, enable_auto_commit=False)
+    try:
+        member.commit({TopicPartition(topic, p): OffsetAndMetadata(5 if p == 0 else 0, "", -1) for p in (0, 1)})
+    finally:
+        member.close()
+    probe = GroupLag(KafkaClientSettings(bootstrap_servers=cluster.bootstrap), topic, group)
+    try:
+        before = probe.lag()  # the admin client now holds the group's coordinator
+        victim = group_coordinator(cluster.bootstrap, group)
+        cluster.kill(victim)
+        failures, after = 0, None
+        deadline = time.monotonic() + 90
+        while after is None and time.monotonic() < deadline:
+            try:
+                after = probe.lag()
+            except Exception:
+                failures += 1
+                time.sleep(1)
+        assert after == before, f"the probe never found the new coordinator ({failures} failed calls)"
+        print(f"\ncoordinator {victim} killed: the lag probe answered again after {failures} failed call(s)")
+    finally:
+        probe.close()
+        node = cluster.nodes[victim - 1] if "victim" in locals() else None
+        if node is not None and not node.running_pid():
+            node._wait_ready(node.start(), 120)
 
 
 # Known bug, not yet fixed (docs/deploy.md): after the group coordinator's broker dies a worker can

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -134,7 +136,7 @@ class GroupLag:
     the group (so a member that has no partitions yet cannot mistake that for 'drained')."""
 
     def __init__(self, settings: KafkaClientSettings, topic: str, group_id: str) -> None:
-        self.topic, self.group_id = topic, group_id
+        self.topic, self.group_id, self._settings = topic, group_id, settings
         self._admin = admin(settings)
         self._consumer = _connect(settings, lambda: KafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers.split(","), group_id=None, **settings.client_options()))
@@ -145,14 +147,31 @@ class GroupLag:
 
         parts = [TopicPartition(self.topic, p) for p in self._consumer.partitions_for_topic(self.topic) or ()]
         ends = self._consumer.end_offsets(parts)
-        committed = self._admin.list_group_offsets(self.group_id).get(self.group_id, {})
+        committed = self._committed()
         start = self._consumer.beginning_offsets(parts)
         return {tp.partition: max(0, end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0
                                             else start[tp]))
                 for tp, end in ends.items()}
 
+    def _committed(self) -> dict:
+        """The group's committed offsets, asked of its coordinator. kafka-python's admin client
+        (3.0.12) keeps a group's coordinator id for its whole life and never forgets it: once that
+        broker dies, every later call goes to the dead node and fails. So a failed call drops the
+        admin client; the next call builds a fresh one, which looks the coordinator up again
+        (the worker's --exit-when-idle waited forever on this after a coordinator's broker died)."""
+        if self._admin is None:
+            self._admin = admin(self._settings)
+        try:
+            return self._admin.list_group_offsets(self.group_id).get(self.group_id, {})
+        except Exception:
+            stale, self._admin = self._admin, None
+            with contextlib.suppress(Exception):
+                stale.close()
+            raise
+
     def close(self) -> None:
-        self._admin.close()
+        if self._admin is not None:
+            self._admin.close()
         self._consumer.close()
 
 
