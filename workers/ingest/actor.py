@@ -405,7 +405,18 @@ class IngestWorker:
         timeout_s = self.s.drain_timeout_s if timeout_s is None else timeout_s
         if self._drain(timeout_s=timeout_s):
             self._commit(commit_offsets)
-            return 0
+            if not (self.s.exactly_once and self.committer.in_txn):
+                return 0
+            # Exactly-once, and the commit was deferred because broker acks were still out (a
+            # broker just died, say): the open transaction holds outputs whose offsets are not
+            # committed. The next owner (or this member, rewound) reads those posts again, so the
+            # transaction must not commit later beside them: abort it, and they are redone once.
+            dropped = self.tracker.pending
+            self.left_uncommitted += dropped
+            log.warning("ingest %d: broker acks still out at the hand-over; aborting the open transaction "
+                        "(%d posts to be read again)", self.index, dropped)
+            self.committer.abort()
+            return dropped
         sched = self.scheduler
         batches = len(sched.batches)
         dropped = sum(len(b.items) for b in sched.batches) + len(sched.pending)
