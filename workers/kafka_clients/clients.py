@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-
 import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -158,7 +157,9 @@ class GroupLag:
         (3.0.12) keeps a group's coordinator id for its whole life and never forgets it: once that
         broker dies, every later call goes to the dead node and fails. So a failed call drops the
         admin client; the next call builds a fresh one, which looks the coordinator up again
-        (the worker's --exit-when-idle waited forever on this after a coordinator's broker died)."""
+        (the worker's --exit-when-idle waited forever on this after a coordinator's broker died).
+        Just after a fail-over the new coordinator may answer from an older snapshot of the group
+        (older commits): that overstates the lag, so an idle check only waits a little longer."""
         if self._admin is None:
             self._admin = admin(self._settings)
         try:
