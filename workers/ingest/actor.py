@@ -401,32 +401,29 @@ class IngestWorker:
         """Before stopping or losing partitions: finish in-flight work and commit; if a stage is
         still failing after the timeout (drain_timeout_s), commit only what is done and drop the
         rest, which the next owner of the partitions (or a restart) fetches again from the
-        committed offsets."""
+        committed offsets. Returns the posts left to be read again."""
         timeout_s = self.s.drain_timeout_s if timeout_s is None else timeout_s
-        if self._drain(timeout_s=timeout_s):
+        eos = self.s.exactly_once
+        drained = self._drain(timeout_s=timeout_s)
+        if drained or not eos:  # at-least-once commits what is done even when time ran out
             self._commit(commit_offsets)
-            if not (self.s.exactly_once and self.committer.in_txn):
-                return 0
-            # Exactly-once, and the commit was deferred because broker acks were still out (a
-            # broker just died, say): the open transaction holds outputs whose offsets are not
-            # committed. The next owner (or this member, rewound) reads those posts again, so the
-            # transaction must not commit later beside them: abort it, and they are redone once.
-            dropped = self.tracker.pending
-            self.left_uncommitted += dropped
-            log.warning("ingest %d: broker acks still out at the hand-over; aborting the open transaction "
-                        "(%d posts to be read again)", self.index, dropped)
-            self.committer.abort()
-            return dropped
+        if drained and not (eos and self.committer.in_txn):
+            return 0
         sched = self.scheduler
-        batches = len(sched.batches)
-        dropped = sum(len(b.items) for b in sched.batches) + len(sched.pending)
-        self.left_uncommitted += dropped
-        log.warning("ingest %d: %d batches (%d posts) still in flight after %ss; leaving them uncommitted",
-                    self.index, batches, dropped, timeout_s)
-        if self.s.exactly_once:
+        why = (f"{len(sched.batches)} batches still in flight after {timeout_s}s" if not drained
+               else "broker acks still out (a broker just died, say)")
+        if eos:
+            # The open transaction holds outputs whose offsets are not committed: work still in
+            # flight, or (drained, the commit deferred) outputs the broker has not acknowledged.
+            # The next owner (or this member, rewound) reads every uncommitted post again, so the
+            # transaction must never commit later beside them: abort it; each is redone once.
+            dropped = self.tracker.pending
             self.committer.abort()
         else:
-            self._commit(commit_offsets)
+            dropped = sum(len(b.items) for b in sched.batches) + len(sched.pending)
+        self.left_uncommitted += dropped
+        log.warning("ingest %d: hand-over with %s: %s%d posts left uncommitted, to be read again", self.index, why,
+                    "the open transaction aborted; " if eos else "", dropped)
         sched.drop_all()
         self._originals.clear()
         return dropped
