@@ -113,6 +113,13 @@ def _truncated(tokenizer: PreTrainedTokenizerBase, config: FusedSLMConfig, words
     return out
 
 
+def first_subwords(first_token: Sequence[int]) -> tuple[list[int], list[int]]:
+    """(words kept, their first sub-word's token index): a word the tokenizer's length limit
+    truncated away has first_token -1 and is left out. Shared by decoding and the teacher's labels."""
+    kept = [i for i, t in enumerate(first_token) if t >= 0]
+    return kept, [first_token[i] for i in kept]
+
+
 def word_probabilities(logits: torch.Tensor | np.ndarray, first_token: Sequence[int]) -> np.ndarray:
     """Tag probabilities per word [num_words, NUM_LABELS] from one post's token logits [T, L].
     A word truncated away gets a certain "O"."""
@@ -122,8 +129,8 @@ def word_probabilities(logits: torch.Tensor | np.ndarray, first_token: Sequence[
     probs = np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
     out = np.zeros((len(first_token), NUM_LABELS), dtype=np.float32)
     out[:, LABEL_TO_ID["O"]] = 1.0
-    kept = [i for i, t in enumerate(first_token) if t >= 0]
-    out[kept] = probs[[first_token[i] for i in kept]]
+    kept, tokens = first_subwords(first_token)
+    out[kept] = probs[tokens]
     return out
 
 

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from lrsa.predict import first_subwords
 from training.atomic import replaced_whole
 from training.data import Example, make_batch
 
@@ -66,8 +67,8 @@ def _label_part(model, tokenizer, examples: list[Example], batch_size: int, desc
         logits = model(**tensors).float().log_softmax(-1)
         for row, firsts in zip(logits, first_token):
             words = torch.full((len(firsts), logits.shape[-1]), float("nan"))
-            kept = [w for w, t in enumerate(firsts) if t >= 0]
-            words[kept] = row[[firsts[w] for w in kept]]
+            kept, tokens = first_subwords(firsts)
+            words[kept] = row[tokens]  # log-probabilities; a word cut by the length limit: NaN, no label
             out.append(words.half())
     return out
 
