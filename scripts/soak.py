@@ -1,6 +1,6 @@
 """The soak run (issue 31 item 5; not in CI): the full pipeline for a long while under faults.
 
-    .venv/bin/python scripts/soak.py --duration-s 1800 --rate 3 [--out runs/soak/soak.json]
+    .venv/bin/python scripts/soak.py --duration-s 1800 --rate 2 [--out runs/soak/soak.json]
 
 What it runs, all on loopback:
 - a 3-broker KRaft cluster (workers/devstack/kafka_cluster.py; topics replicated 3 times);
@@ -50,7 +50,7 @@ class SoakSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LRSA_SOAK_")
 
     duration_s: float = Field(1800.0, gt=0, description="how long the feed runs (the faults are placed in it)")
-    rate: float = Field(3.0, gt=0, description="posts written to the input a second")
+    rate: float = Field(2.0, gt=0, description="posts written to the input a second")
     partitions: int = Field(4, ge=1, description="partitions of the input topic")
     rationale_gate: float = Field(0.5, ge=0, le=1, description="--rationale-gate of the workers")
     batch_size: int = Field(16, ge=1, description="--batch-size of the workers")
@@ -60,6 +60,7 @@ class SoakSettings(BaseSettings):
     out: Path = Field(REPO / "runs" / "soak" / "soak.json", description="the figures as JSON")
     sample_every_s: float = Field(2.0, gt=0, description="lag and RSS sampling period")
     warmup_share: float = Field(0.1, ge=0, lt=1, description="share of the run left out of the RSS slopes")
+    startup_timeout_s: float = Field(600.0, gt=0, description="how long worker A may take to start")
     drain_timeout_s: float = Field(900.0, gt=0, description="after the feed: how long the lag may take to reach 0")
 
 
@@ -73,7 +74,7 @@ def worker(s: SoakSettings, bootstrap: str, topics: dict[str, str], scorer_env: 
     cmd = [sys.executable, "-m", "lrsa_cli.main", "run", "--bootstrap-servers", bootstrap,
            "--input-topic", topics["in"], "--output-topic", topics["out"], "--dlq-topic", topics["dlq"],
            "--group-id", "soak", "--score-enabled", "--rationale-enabled", "--rationale-gate", str(s.rationale_gate),
-           "--batch-size", str(s.batch_size), "--metrics-port", "0"]
+           "--batch-size", str(s.batch_size), "--metrics-port", "0", "--control-port", "0"]
     return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **scorer_env}, stdout=subprocess.DEVNULL,
                             stderr=open(logs / f"worker-{name}.log", "w"), start_new_session=True)
 
@@ -179,6 +180,17 @@ def read_back(bootstrap: str, topic: str) -> list[Any]:
     return out
 
 
+def wait_up(proc: subprocess.Popen, log_file: Path, timeout_s: float) -> None:
+    """Until the worker logs "pipeline up" (its actors started, the input being read)."""
+    deadline = time.monotonic() + timeout_s
+    while "pipeline up" not in log_file.read_text(errors="replace"):
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {proc.returncode} before it was up; see {log_file}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"worker not up after {timeout_s:.0f}s; see {log_file}")
+        time.sleep(1)
+
+
 def stop(proc: subprocess.Popen | None, timeout_s: float = 90) -> int | None:
     if proc is None or proc.poll() is not None:
         return None if proc is None else proc.returncode
@@ -221,6 +233,7 @@ def run(s: SoakSettings) -> dict[str, Any]:
         create_topics(bootstrap, [topics["in"]], s.partitions, cluster.replication)
         create_topics(bootstrap, [topics["out"], topics["dlq"]], 1, cluster.replication)
         workers["A"] = worker(s, bootstrap, topics, scorer_env, "A", logs)
+        wait_up(workers["A"], logs / "worker-A.log", s.startup_timeout_s)  # the run's clock starts with the worker
         probe = GroupLag(KafkaClientSettings(bootstrap_servers=bootstrap), topics["in"], "soak")
 
         def sample() -> None:
@@ -298,6 +311,7 @@ def run(s: SoakSettings) -> dict[str, Any]:
         "results": len(ids), "unique_results": len(set(ids)), "duplicates": len(ids) - len(set(ids)),
         "dead_letters": len(letters), "lost": len(sent - set(ids)), "invalid_not_dead_lettered": len(bad - set(letter_keys)),
         "drain_after_feed_s": round(drained_s, 1), "worker_A_exit": exit_a, "faults": faults,
+        "lag_series": [(round(t - begin), lag) for t, lag in lag_samples[::max(1, round(10 / s.sample_every_s))]],
         "rss": dict(sorted(slopes.items(), key=lambda kv: -kv[1]["mb_per_h"])),
     }
 
@@ -306,7 +320,7 @@ def main() -> int:
     import argparse
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("kafka").setLevel(logging.ERROR)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the faults make it shout; the figures tell
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_settings_flags(parser, SoakSettings)
     s = settings_from_args(SoakSettings, parser.parse_args())
