@@ -16,7 +16,8 @@ of three crashed and restarted once, a second worker (B, same group) added and l
 
 Printed at the end (and written as JSON to --out): posts sent, results, dead letters, lost (sent,
 neither a result nor a dead letter), duplicates (results beyond a post's first); per fault the
-group lag's peak and its recovery time (fault done -> lag back within the pre-fault level); the
+group lag's peak and its recovery time (fault done -> lag back within the pre-fault level after
+that peak); the
 RSS slope of every process that lived through the run's second half (MB/hour, least squares over
 the samples after the warm-up share), and the largest RSS.
 """
@@ -151,14 +152,17 @@ def slope_mb_per_h(points: list[tuple[float, int]]) -> float:
 
 def recovery(samples: list[tuple[float, int | None]], fault_at: float, done_at: float, rate: float,
              next_at: float) -> dict[str, Any]:
-    """Lag before the fault (median over its 60 s), the peak after, and the seconds from the fault's
-    end until the lag is back within max(1.5 x that, 3 s of feed)."""
+    """Lag before the fault (median over its 60 s), the peak after (until the next fault), and the
+    seconds from the fault's end until the lag is back within max(1.5 x that, 3 s of feed) after
+    that peak (a worker's start-up can raise the lag a minute after the fault itself)."""
     before = [lag for t, lag in samples if fault_at - 60 <= t < fault_at and lag is not None]
     base = statistics.median(before) if before else 0
     bound = max(1.5 * base, 3 * rate)
     after = [(t, lag) for t, lag in samples if done_at <= t < next_at and lag is not None]
-    peak = max((lag for _, lag in after), default=None)
-    back = next((t for t, lag in after if lag <= bound), None)
+    peak_at, peak = max(after, key=lambda p: p[1], default=(done_at, None))
+    if peak is not None and peak <= bound:  # the lag never left its level
+        return {"lag_before": base, "lag_peak_after": peak, "bound": round(bound, 1), "recovery_s": 0.0}
+    back = next((t for t, lag in after if t >= peak_at and lag <= bound), None)
     return {"lag_before": base, "lag_peak_after": peak, "bound": round(bound, 1),
             "recovery_s": round(back - done_at, 1) if back is not None else None}
 
