@@ -166,8 +166,16 @@ def worker_process(s: BenchSettings, topic: str, out: str, dlq: str, group: str,
                    log_dir: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "lrsa_cli.main", "run", "--bootstrap-servers", s.bootstrap_servers,
            "--input-topic", topic, "--output-topic", out, "--dlq-topic", dlq, "--group-id", group,
-           "--exit-when-idle", str(idle_s), "--metrics-port", "0"]
+           "--exit-when-idle", str(idle_s), "--metrics-port", "0", "--control-port", "0",
+           "--no-rationale-enabled", "--no-score-enabled"]  # the data path, as the throughput run
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log_dir / f"worker-{group}.log", "w"))
+
+
+def _check_exit(code: int, phase: str, log_file: Path) -> None:
+    """A worker that failed measured nothing (the bench once reported a worker that exited 2 at start)."""
+    if code != 0:
+        tail = log_file.read_text(errors="replace").splitlines()[-5:] if log_file.exists() else []
+        raise RuntimeError(f"the {phase} worker exited {code}; its log ends:\n" + "\n".join(tail))
 
 
 def measure_memory(s: BenchSettings, topics: dict[str, str], log_dir: Path) -> dict[str, Any]:
@@ -176,7 +184,7 @@ def measure_memory(s: BenchSettings, topics: dict[str, str], log_dir: Path) -> d
     idle = worker_process(s, topics["in"], topics["out"], topics["dlq"], group, idle_s=8.0, log_dir=log_dir)
     sampler = RssSampler(idle.pid)
     sampler.start()
-    idle.wait(timeout=300)
+    _check_exit(idle.wait(timeout=300), "idle", log_dir / f"worker-{group}.log")
     sampler.stop_flag.set()
     settled = [rss for t, rss in sampler.samples if t >= sampler.samples[-1][0] - 4.0]  # last idle seconds
     idle_rss = max(settled)
@@ -187,6 +195,7 @@ def measure_memory(s: BenchSettings, topics: dict[str, str], log_dir: Path) -> d
     sampler.start()
     code = drain.wait(timeout=1800)
     sampler.stop_flag.set()
+    _check_exit(code, "draining", log_dir / f"worker-{group}.log")
     peak = max(rss for _, rss in sampler.samples)
     return {"backlog_posts": s.backlog, "idle_rss_mb": round(idle_rss / 2**20, 1),
             "peak_rss_mb_draining": round(peak / 2**20, 1), "peak_over_idle": round(peak / idle_rss, 2),
