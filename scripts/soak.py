@@ -167,23 +167,6 @@ def recovery(samples: list[tuple[float, int | None]], fault_at: float, done_at: 
             "recovery_s": round(back - done_at, 1) if back is not None else None}
 
 
-def read_back(bootstrap: str, topic: str) -> list[Any]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
-                             max_partition_fetch_bytes=20 * 2**20)
-    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
-    ends = consumer.end_offsets(parts)
-    out, deadline = [], time.monotonic() + 300
-    while any(consumer.position(tp) < end for tp, end in ends.items()) and time.monotonic() < deadline:
-        for recs in consumer.poll(timeout_ms=500).values():
-            out.extend(r.value for r in recs)
-    consumer.close()
-    return out
-
-
 def wait_up(proc: subprocess.Popen, log_file: Path, timeout_s: float) -> None:
     """Until the worker logs "pipeline up" (its actors started, the input being read)."""
     deadline = time.monotonic() + timeout_s
@@ -210,6 +193,7 @@ def run(s: SoakSettings) -> dict[str, Any]:
     import base64
 
     from lrsa.model_pack import resolve_checkpoint
+    from lrsa_cli.stack import read_topic
     from serving.triton_server import TritonServer, render_repository
     from workers.config import KafkaClientSettings
     from workers.devstack.kafka_cluster import KafkaCluster
@@ -290,8 +274,8 @@ def run(s: SoakSettings) -> dict[str, Any]:
         sampling.set()
         sampler.join(30)
         probe.close()
-        results = [json.loads(v) for v in read_back(bootstrap, topics["out"])]
-        letters = [json.loads(v) for v in read_back(bootstrap, topics["dlq"])]
+        results = read_topic(bootstrap, topics["out"], timeout_s=300)
+        letters = read_topic(bootstrap, topics["dlq"], timeout_s=300)
     finally:
         sampling.set()
         for p in workers.values():
