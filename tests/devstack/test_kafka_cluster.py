@@ -92,35 +92,36 @@ def test_the_group_lag_probe_finds_the_new_coordinator_after_its_broker_dies(clu
     create_topics(cluster.bootstrap, [topic], 2, cluster.replication)
     produce(cluster.bootstrap, topic, [(str(i).encode(), b"{}") for i in range(10)])
     member = KafkaConsumer(bootstrap_servers=cluster.bootstrap.split(","), group_id=group, enable_auto_commit=False)
-    try:
-        member.commit({TopicPartition(topic, p): OffsetAndMetadata(5 if p == 0 else 0, "", -1) for p in (0, 1)})
+    try:  # partition 0 read to its end, partition 1 not at all
+        ends = member.end_offsets([TopicPartition(topic, p) for p in (0, 1)])
+        member.commit({TopicPartition(topic, p): OffsetAndMetadata(ends[TopicPartition(topic, 0)] if p == 0 else 0,
+                                                                   "", -1) for p in (0, 1)})
     finally:
         member.close()
     probe = GroupLag(KafkaClientSettings(bootstrap_servers=cluster.bootstrap), topic, group)
     try:
         before = probe.lag()  # the admin client now holds the group's coordinator
+        assert before[0] == 0 and before[1] > 0
         victim = group_coordinator(cluster.bootstrap, group)
         cluster.kill(victim)
-        # Right after a fail-over the new coordinator may answer from an older snapshot of the
-        # group (its high watermark on __consumer_offsets not yet caught up: a CI run saw p0's
-        # commit missing once), which only overstates the lag; so ask until the answer is whole.
-        failures, stale, after = 0, [], None
+        # The fix under test: the probe answers again (before it, every call failed for good).
+        # What the new coordinator answers is Kafka's: two CI runs on a loaded machine got the
+        # group without its commits for the whole 90 s after the fail-over (lag {0: 4, 1: 6} for
+        # {0: 0, 1: 6}; docs/deploy.md), while a quiet run gets the whole answer at once. Such an
+        # answer only overstates the lag (an idle exit waits longer), so that is what is asserted.
+        failures, answers = 0, []
         deadline = time.monotonic() + 90
-        while after != before and time.monotonic() < deadline:
+        while (not answers or answers[-1] != before) and time.monotonic() < deadline:
             try:
-                after = probe.lag()
+                answers.append(probe.lag())
             except Exception:
                 failures += 1
-            else:
-                if after != before:
-                    stale.append(after)
-            if after != before:
+            if not answers or answers[-1] != before:
                 time.sleep(1)
-        assert after == before, (f"the probe never found the new coordinator's whole answer ({failures} failed "
-                                 f"calls, {len(stale)} stale answers: {stale[-3:]})")
-        assert all(all(s[p] >= before[p] for p in before) for s in stale), "a stale answer understated the lag"
-        print(f"\ncoordinator {victim} killed: the lag probe answered again after {failures} failed call(s) "
-              f"and {len(stale)} stale answer(s)")
+        assert answers, f"the probe never answered after its coordinator died ({failures} failed calls)"
+        assert all(a[p] >= before[p] for a in answers for p in before), f"an answer understated the lag: {answers}"
+        print(f"\ncoordinator {victim} killed: the lag probe answered again after {failures} failed call(s); "
+              f"{len(answers)} answer(s), the last {'whole' if answers[-1] == before else f'without the commits: {answers[-1]}'}")
     finally:
         probe.close()
         node = cluster.nodes[victim - 1] if "victim" in locals() else None
